@@ -1,0 +1,122 @@
+"""Typed values for a gateway's quick diagnosis: what the parser produces and state keeps.
+
+Past the parser nothing handles the API's raw JSON. Every numeric field here is already
+validated (finite, non-negative, in range) or None when the payload did not allow a
+trustworthy value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Level(StrEnum):
+    """`DiagnoseResultLevel`; all three are always exported as a 0/1 state set."""
+
+    NORMAL = "normal"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+QUOTA_ITEMS = frozenset({"VpnRouteQuota", "VpnIPsecQuota", "VpnPbrRouteQuota"})
+PROBE_ITEMS = frozenset({"VcoUserInternetIpConnectivity", "VcoPrivateConnectivity"})
+CONSISTENCY_ITEM = "VcoConfigConsistency"
+ROUTE_CONFLICT_ITEM = "RouteEntryConflict"
+GATEWAY_SCOPED_ITEMS = QUOTA_ITEMS | {ROUTE_CONFLICT_ITEM}
+"""Items about the gateway as a whole (no `vpn_connection_id` label on their readings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaReading:
+    """`VpnRouteQuota` / `VpnIPsecQuota` / `VpnPbrRouteQuota`: `used` of `quantity`."""
+
+    quota_name: str
+    used: float | None
+    limit: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReading:
+    """A connectivity probe.
+
+    `rtt_seconds` is None whenever there is no round-trip time to export, and `replied` says
+    why: False, the probe got no reply (the API's `rtt: -1`); None, the payload's `rtt` was
+    missing or unusable, so whether a reply came is unknown. Keeping the two apart stops a
+    garbled `rtt` from being exported as "unreachable". `loss_ratio` None: unusable.
+    """
+
+    source_ip: str
+    target_ip: str
+    rtt_seconds: float | None
+    loss_ratio: float | None
+    replied: bool | None
+
+    @property
+    def reachable(self) -> bool | None:
+        """Whether the probe got a reply and not every packet was lost; None when unknown.
+
+        False on either evidence (no reply, or 100 % loss). Without a usable `rtt`, a loss
+        below 100 % still proves that replies came. None (export nothing rather than guess)
+        only when neither field is usable.
+        """
+        if self.replied is False or self.loss_ratio == 1.0:
+            return False
+        if self.replied or self.loss_ratio is not None:
+            return True
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyReading:
+    """`VcoConfigConsistency`. `diff_entries` only when the payload lets us count them."""
+
+    consistent: bool | None
+    diff_entries: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConflictReading:
+    """`RouteEntryConflict`; its shape is undocumented, so the count is best effort."""
+
+    conflicts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownReading:
+    """An item this exporter does not know, or a description it could not read."""
+
+
+Reading = QuotaReading | ProbeReading | ConsistencyReading | RouteConflictReading | UnknownReading
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnoseItem:
+    """One entry of `DiagnoseResult`: its name, level and the reading of its description."""
+
+    name: str
+    level: Level | None
+    reading: Reading
+    parse_error: str | None = None
+    """Why the description could not be read (for the log line and the counter)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """One GetVpnGatewayDiagnoseResult response, typed."""
+
+    vpn_gateway_id: str
+    diagnose_id: str
+    connection_id: str
+    """`ResourceInstanceId`: the IPsec connection the diagnosis was about."""
+    begin_time: float | None
+    finish_time: float | None
+    finished_count: int
+    total_count: int
+    items: tuple[DiagnoseItem, ...] = field(default=())
+    request_id: str = ""
+
+    @property
+    def running(self) -> bool:
+        """The diagnosis has not finished all its items yet."""
+        return self.finished_count < self.total_count

@@ -1,0 +1,119 @@
+"""Errors of the VPC API as values with names, carrying what a user needs to act.
+
+An `ApiError` never carries a secret: only the HTTP status, the cloud's `Code`,
+`Message` and `RequestId`, and the action that failed.
+"""
+
+from __future__ import annotations
+
+THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api"})
+TRANSIENT_CODES = THROTTLING_CODES | {"ServiceUnavailable", "VpnGateway.Configuring"}
+"""Codes worth retrying with backoff (besides any 5xx and network errors)."""
+
+AUTH_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "IncompleteSignature",
+        "IllegalTimestamp",
+        "SignatureNonceUsed",
+        "InvalidSecurityToken.Expired",
+        "InvalidSecurityToken.Malformed",
+        "Forbidden",
+        "Forbidden.RAM",
+        "Forbbiden.SubUser",
+        "Forbidden.SubUser",
+    }
+)
+
+
+class ApiError(Exception):
+    """A failed call to the VPC API."""
+
+    #: the `code` label of `aliyun_vpn_api_request_failures_total` for this error
+    metric_code: str = "other"
+
+    def __init__(
+        self,
+        action: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.action = action
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Whether retrying the same call later may succeed."""
+        return False
+
+    def __str__(self) -> str:
+        parts = [f"{self.action}: {self.message}"]
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return " ".join(parts)
+
+
+class CloudError(ApiError):
+    """The API answered with its error body (`Code`, `Message`, `RequestId`)."""
+
+    @property
+    def metric_code(self) -> str:  # type: ignore[override]
+        return self.code or "other"
+
+    @property
+    def transient(self) -> bool:
+        return self.code in TRANSIENT_CODES or (self.status is not None and self.status >= 500)
+
+    @property
+    def throttled(self) -> bool:
+        return self.code is not None and self.code.startswith("Throttling")
+
+    @property
+    def auth_failure(self) -> bool:
+        return self.code in AUTH_CODES or self.status == 403
+
+
+class NetworkError(ApiError):
+    """The request never got an HTTP answer: refused, reset, DNS, TLS."""
+
+    metric_code = "NetworkError"
+
+    @property
+    def transient(self) -> bool:
+        return True
+
+
+class ApiTimeout(NetworkError):
+    """The API did not answer within the configured timeout."""
+
+    metric_code = "Timeout"
+
+
+class InvalidResponse(ApiError):
+    """An answer that is not the documented JSON (HTML page, truncated, too large)."""
+
+    metric_code = "InvalidResponse"
+
+    @property
+    def transient(self) -> bool:
+        return self.status is not None and self.status >= 500
+
+
+class CredentialsError(ApiError):
+    """Credentials could not be resolved for the account; no request was sent."""
+

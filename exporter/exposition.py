@@ -1,0 +1,315 @@
+"""The per-gateway metric families of DESIGN's contract, rendered once per change.
+
+Every gateway (and every target, for its interval gauges) owns one text fragment per
+family. A poll re-renders only that gateway's fragments; a family's text is re-joined, and
+re-compressed for gzip, only when one of its fragments changed; a scrape concatenates
+cached bytes. Gauge lines are identical in the Prometheus text format and OpenMetrics, so
+one cache serves both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+
+from exporter.diagnosis import (
+    ConsistencyReading,
+    Diagnosis,
+    Level,
+    ProbeReading,
+    QuotaReading,
+    RouteConflictReading,
+)
+from exporter.gzip_segments import Segment, compress_segment
+from exporter.state import GatewayRecord
+
+SCHEDULE_NOTE = "Refreshed on the exporter's own poll schedule, not per scrape."
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A metric family: its name, type and HELP text."""
+
+    name: str
+    type: str
+    help: str
+
+    @property
+    def header(self) -> bytes:
+        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.type}\n".encode()
+
+
+def _family(name: str, help_text: str) -> Family:
+    return Family(f"aliyun_vpn_{name}", "gauge", f"{help_text} {SCHEDULE_NOTE}")
+
+
+ITEM_STATUS = _family(
+    "diagnose_item_status",
+    "1 for the level (normal, warning, error) of each diagnosis item "
+    "(GetVpnGatewayDiagnoseResult DiagnoseResultLevel).",
+)
+QUOTA_USED = _family("quota_used", "Quota in use (diagnosis item description 'used').")
+QUOTA_LIMIT = _family("quota_limit", "Quota limit (diagnosis item description 'quantity').")
+PROBE_RTT = _family(
+    "probe_rtt_seconds", "Round-trip time of a diagnosis connectivity probe; absent without reply."
+)
+PROBE_LOSS = _family(
+    "probe_packet_loss_ratio", "Packet loss of a diagnosis connectivity probe, 0 to 1."
+)
+PROBE_REACHABLE = _family(
+    "probe_reachable", "1 if the diagnosis connectivity probe got replies, 0 if none."
+)
+CONFIG_CONSISTENT = _family(
+    "config_consistent", "1 if the IPsec configuration matches its peer (VcoConfigConsistency)."
+)
+CONFIG_DIFF = _family(
+    "config_diff_entries", "IPsec settings that differ from the peer (VcoConfigConsistency)."
+)
+ROUTE_CONFLICTS = _family(
+    "route_conflicts", "Conflicting routes listed by the RouteEntryConflict diagnosis item."
+)
+BEGIN_TIME = _family(
+    "diagnose_begin_timestamp_seconds", "Unix time the shown diagnosis began (BeginTime)."
+)
+FINISH_TIME = _family(
+    "diagnose_finish_timestamp_seconds", "Unix time the shown diagnosis finished (FinishTime)."
+)
+ITEMS_FINISHED = _family(
+    "diagnose_items_finished", "Items the latest diagnosis has finished (FinishedCount)."
+)
+ITEMS_EXPECTED = _family(
+    "diagnose_items_expected", "Items the latest diagnosis will check (TotalCount)."
+)
+AVAILABLE = _family(
+    "diagnose_available",
+    "0 if the gateway has no diagnosis yet (InvalidVpnGatewayId.NotFound), else 1.",
+)
+RUNNING = _family("diagnose_running", "1 while the gateway's latest diagnosis has not finished.")
+GATEWAY_INFO = _family("gateway_info", "Descriptive labels of the gateway (DescribeVpnGateways).")
+POLL_SUCCESS = _family(
+    "poll_success", "1 if the last poll of the gateway got a documented answer from the API."
+)
+POLL_LAST_SUCCESS = _family(
+    "poll_last_success_timestamp_seconds", "Unix time of the last successful poll of the gateway."
+)
+POLL_DURATION = _family(
+    "poll_duration_seconds", "Duration of the last poll of the gateway, retries included."
+)
+POLL_INTERVAL = _family("poll_interval_seconds", "Configured poll interval of the target.")
+POLL_EFFECTIVE_INTERVAL = _family(
+    "poll_effective_interval_seconds",
+    "Poll interval the target's API rate budget actually allows.",
+)
+
+FAMILIES: tuple[Family, ...] = (
+    ITEM_STATUS,
+    QUOTA_USED,
+    QUOTA_LIMIT,
+    PROBE_RTT,
+    PROBE_LOSS,
+    PROBE_REACHABLE,
+    CONFIG_CONSISTENT,
+    CONFIG_DIFF,
+    ROUTE_CONFLICTS,
+    BEGIN_TIME,
+    FINISH_TIME,
+    ITEMS_FINISHED,
+    ITEMS_EXPECTED,
+    AVAILABLE,
+    RUNNING,
+    GATEWAY_INFO,
+    POLL_SUCCESS,
+    POLL_LAST_SUCCESS,
+    POLL_DURATION,
+    POLL_INTERVAL,
+    POLL_EFFECTIVE_INTERVAL,
+)
+_INDEX = {family.name: index for index, family in enumerate(FAMILIES)}
+Fragments = tuple[bytes, ...]
+EMPTY_FRAGMENTS: Fragments = (b"",) * len(FAMILIES)
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for the text formats (backslash, double quote, newline)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def format_value(value: float) -> str:
+    """A sample value as Go's Prometheus client would print it."""
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _labels(**labels: str) -> str:
+    return ",".join(f'{name}="{escape_label_value(value)}"' for name, value in labels.items())
+
+
+class _Lines:
+    """Collects sample lines per family for one owner."""
+
+    def __init__(self, base_labels: str) -> None:
+        self.base = base_labels
+        self.lines: list[list[str]] = [[] for _ in FAMILIES]
+
+    def add(self, family: Family, value: float, extra: str = "") -> None:
+        labels = f"{self.base},{extra}" if extra else self.base
+        self.lines[_INDEX[family.name]].append(
+            f"{family.name}{{{labels}}} {format_value(value)}\n"
+        )
+
+    def fragments(self) -> Fragments:
+        return tuple("".join(lines).encode() for lines in self.lines)
+
+
+def _shown(diagnosis_finished: Diagnosis | None, latest: Diagnosis) -> Diagnosis:
+    """Items of the last finished diagnosis; the running one's only when none finished."""
+    return diagnosis_finished if diagnosis_finished is not None else latest
+
+
+def render_gateway(record: GatewayRecord) -> Fragments:
+    """Render one gateway's samples; `record` must already be stripped of stale data."""
+    key = record.key
+    out = _Lines(
+        _labels(target=key.target, region_id=key.region_id, vpn_gateway_id=key.vpn_gateway_id)
+    )
+    for connection_id, connection in record.connections.items():
+        shown = _shown(connection.finished, connection.latest)
+        conn_labels = _labels(vpn_connection_id=connection_id)
+        _render_connection(out, conn_labels, shown, connection.latest)
+        if connection_id == record.latest_connection:
+            _render_gateway_items(out, shown)
+    if record.available is not None:
+        out.add(AVAILABLE, 1.0 if record.available else 0.0)
+        out.add(RUNNING, 1.0 if record.running else 0.0)
+    if record.info is not None:
+        info = record.info
+        out.add(
+            GATEWAY_INFO,
+            1.0,
+            _labels(name=info.name, vpc_id=info.vpc_id, spec=info.spec, status=info.status),
+        )
+    if record.last_poll is not None:
+        out.add(POLL_SUCCESS, 1.0 if record.last_poll.success else 0.0)
+        out.add(POLL_DURATION, record.last_poll.duration)
+    if record.last_success_at is not None:
+        out.add(POLL_LAST_SUCCESS, record.last_success_at)
+    return out.fragments()
+
+
+def _render_connection(out: _Lines, conn: str, shown: Diagnosis, latest: Diagnosis) -> None:
+    for item in shown.items:
+        item_labels = f"{conn},{_labels(item=item.name)}"
+        if item.level is not None:
+            for level in Level:
+                out.add(
+                    ITEM_STATUS, 1.0 if item.level is level else 0.0, f"{item_labels},level=\"{level}\""
+                )
+        reading = item.reading
+        if isinstance(reading, ProbeReading):
+            probe = f"{item_labels},{_labels(source_ip=reading.source_ip, target_ip=reading.target_ip)}"
+            if reading.rtt_seconds is not None:
+                out.add(PROBE_RTT, reading.rtt_seconds, probe)
+            if reading.loss_ratio is not None:
+                out.add(PROBE_LOSS, reading.loss_ratio, probe)
+            out.add(PROBE_REACHABLE, 1.0 if reading.reachable else 0.0, probe)
+        elif isinstance(reading, ConsistencyReading):
+            if reading.consistent is not None:
+                out.add(CONFIG_CONSISTENT, 1.0 if reading.consistent else 0.0, conn)
+            if reading.diff_entries is not None:
+                out.add(CONFIG_DIFF, float(reading.diff_entries), conn)
+    if shown.begin_time is not None:
+        out.add(BEGIN_TIME, shown.begin_time, conn)
+    if shown.finish_time is not None and not shown.running:
+        out.add(FINISH_TIME, shown.finish_time, conn)
+    out.add(ITEMS_FINISHED, float(latest.finished_count), conn)
+    out.add(ITEMS_EXPECTED, float(latest.total_count), conn)
+
+
+def _render_gateway_items(out: _Lines, shown: Diagnosis) -> None:
+    """Gateway-scoped readings (quotas, route conflicts) of the latest diagnosis."""
+    for item in shown.items:
+        reading = item.reading
+        if isinstance(reading, QuotaReading):
+            quota = _labels(item=item.name, quota_name=reading.quota_name)
+            if reading.used is not None:
+                out.add(QUOTA_USED, reading.used, quota)
+            if reading.limit is not None:
+                out.add(QUOTA_LIMIT, reading.limit, quota)
+        elif isinstance(reading, RouteConflictReading) and reading.conflicts is not None:
+            out.add(ROUTE_CONFLICTS, float(reading.conflicts))
+
+
+def render_target(target: str, interval: float, effective_interval: float) -> Fragments:
+    """The target-level interval gauges."""
+    out = _Lines(_labels(target=target))
+    out.add(POLL_INTERVAL, interval)
+    out.add(POLL_EFFECTIVE_INTERVAL, effective_interval)
+    return out.fragments()
+
+
+class _FamilyCache:
+    """The joined text (and its gzip segment) of one family over all owners."""
+
+    __slots__ = ("fragments", "segment", "text")
+
+    def __init__(self) -> None:
+        self.fragments: dict[Hashable, bytes] = {}
+        self.text: bytes | None = b""
+        self.segment: Segment | None = None
+
+    def put(self, owner: Hashable, fragment: bytes) -> None:
+        if fragment:
+            if self.fragments.get(owner) == fragment:
+                return
+            self.fragments[owner] = fragment
+        elif self.fragments.pop(owner, None) is None:
+            return
+        self.text = None
+        self.segment = None
+
+
+class Exposition:
+    """Cached exposition of every owner's fragments, family by family."""
+
+    def __init__(self) -> None:
+        self._families = [_FamilyCache() for _ in FAMILIES]
+
+    def put(self, owner: Hashable, fragments: Fragments) -> None:
+        """Replace `owner`'s samples; only the families whose text changed are invalidated."""
+        for cache, fragment in zip(self._families, fragments, strict=True):
+            cache.put(owner, fragment)
+
+    def remove(self, owner: Hashable) -> None:
+        """Drop every sample of `owner`."""
+        self.put(owner, EMPTY_FRAGMENTS)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The exposition text, family by family, each joined at most once per change."""
+        for family, cache in zip(FAMILIES, self._families, strict=True):
+            text = self._text(family, cache)
+            if text:
+                yield text
+
+    def segments(self) -> Iterator[Segment]:
+        """The same text as gzip segments, each compressed at most once per change."""
+        for family, cache in zip(FAMILIES, self._families, strict=True):
+            if cache.segment is None:
+                cache.segment = compress_segment(self._text(family, cache))
+            if cache.segment.size:
+                yield cache.segment
+
+    @staticmethod
+    def _text(family: Family, cache: _FamilyCache) -> bytes:
+        if cache.text is None:
+            cache.text = (
+                family.header + b"".join(cache.fragments.values()) if cache.fragments else b""
+            )
+        return cache.text

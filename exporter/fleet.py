@@ -1,0 +1,80 @@
+"""The fleet: every polled gateway's current record, kept in step with the exposition.
+
+The fleet is the only writer of gateway records. Each change swaps in a new immutable
+record and re-renders that gateway alone; a periodic sweep re-renders the gateways whose
+data went stale, so stale series disappear even when polls keep failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from exporter.exposition import Exposition, render_gateway, render_target
+from exporter.state import GatewayKey, GatewayRecord
+
+
+class Fleet:
+    """Gateway records by key, their staleness bound per target, and the exposition."""
+
+    def __init__(self, exposition: Exposition) -> None:
+        self.exposition = exposition
+        self._records: dict[GatewayKey, GatewayRecord] = {}
+        self._stale_after: dict[str, float] = {}
+        self._expiry: dict[GatewayKey, float] = {}
+
+    @property
+    def records(self) -> Mapping[GatewayKey, GatewayRecord]:
+        """Read-only view of the current records (for the status page)."""
+        return self._records
+
+    def get(self, key: GatewayKey) -> GatewayRecord:
+        return self._records.get(key) or GatewayRecord(key)
+
+    def configure_target(
+        self,
+        target: str,
+        keys: Iterable[GatewayKey],
+        *,
+        interval: float,
+        effective_interval: float,
+        stale_after: float,
+    ) -> None:
+        """Set a target's gateways; gateways no longer listed lose all their series."""
+        self._stale_after[target] = stale_after
+        wanted = set(keys)
+        for key in [k for k in self._records if k.target == target and k not in wanted]:
+            self.forget(key)
+        for key in wanted:
+            if key not in self._records:
+                self._records[key] = GatewayRecord(key)
+        self.exposition.put(("target", target), render_target(target, interval, effective_interval))
+
+    def forget(self, key: GatewayKey) -> None:
+        """Stop exporting a gateway."""
+        self._records.pop(key, None)
+        self._expiry.pop(key, None)
+        self.exposition.remove(key)
+
+    def update(self, record: GatewayRecord, now: float) -> None:
+        """Swap in a gateway's new record and re-render it."""
+        if record.key not in self._records:
+            return  # removed from the configuration while its poll was in flight
+        self._render(record, now)
+
+    def sweep(self, now: float) -> None:
+        """Re-render the gateways whose data went stale since their last change."""
+        due = [key for key, expiry in self._expiry.items() if expiry <= now]
+        for key in due:
+            self._render(self._records[key], now)
+
+    def _render(self, record: GatewayRecord, now: float) -> None:
+        """Store `record` without its stale data and render it."""
+        stale_after = self._stale_after.get(record.key.target, float("inf"))
+        current = record.current(stale_after, now)
+        self._records[record.key] = current
+        expiry = current.expires_at(stale_after)
+        if expiry is None:
+            self._expiry.pop(record.key, None)
+        else:
+            self._expiry[record.key] = expiry
+        self.exposition.put(record.key, render_gateway(current))

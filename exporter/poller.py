@@ -1,0 +1,163 @@
+"""One poll of one gateway: fetch its latest diagnosis and turn the answer into a record.
+
+DESIGN's failure semantics decide what each answer means: which codes are still a
+successful poll (the API answered as documented about the gateway), which keep the old data
+until it goes stale, and which are failures. Each condition is logged once when it starts
+and once when it ends, not once per poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from exporter.clock import Clock
+from exporter.diagnosis import Diagnosis
+from exporter.errors import ApiError, CloudError, InvalidResponse
+from exporter.fleet import Fleet
+from exporter.parser import ResponseShapeError, parse_diagnosis
+from exporter.self_metrics import SelfMetrics
+from exporter.state import (
+    GatewayKey,
+    GatewayRecord,
+    PollResult,
+    with_diagnosis,
+    with_failed_diagnosis,
+    with_failed_poll,
+    without_diagnosis,
+)
+
+log = logging.getLogger(__name__)
+
+ACTION = "GetVpnGatewayDiagnoseResult"
+NO_DIAGNOSIS = "InvalidVpnGatewayId.NotFound"
+DIAGNOSIS_FAILED = frozenset({"IncorrectStatus.DiagnoseTimeout", "IncorrectStatus.VpnConnectionDeleted"})
+NO_SUCH_GATEWAY = "InvalidVpnGatewayInstanceId.NotFound"
+OUR_BUG = frozenset({"MissingParam.DiagnoseInfo", "InvalidDiagnoseId.NotFound"})
+
+
+class DiagnosisSource(Protocol):
+    """The part of the VPC client a poll needs."""
+
+    async def get_vpn_gateway_diagnose_result(
+        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+    ) -> dict[str, Any]: ...
+
+
+class Poller:
+    """Polls gateways and records the outcomes in the fleet."""
+
+    def __init__(self, fleet: Fleet, metrics: SelfMetrics, clock: Clock) -> None:
+        self.fleet = fleet
+        self.metrics = metrics
+        self.clock = clock
+        self._conditions: dict[GatewayKey, str] = {}
+        self._parse_failures: dict[GatewayKey, frozenset[str]] = {}
+
+    async def poll(self, key: GatewayKey, client: DiagnosisSource) -> PollResult:
+        """Poll one gateway once; never raises for API trouble."""
+        started = self.clock.monotonic()
+        record = self.fleet.get(key)
+        try:
+            payload = await client.get_vpn_gateway_diagnose_result(vpn_gateway_id=key.vpn_gateway_id)
+            diagnosis = parse_diagnosis(payload)
+        except CloudError as error:
+            record, result = self._cloud_error(record, error, started)
+        except ResponseShapeError as error:
+            self.metrics.api_failures.labels(ACTION, InvalidResponse.metric_code).inc()
+            result = self._result(False, started, InvalidResponse.metric_code, str(error))
+            record = with_failed_poll(record, result)
+            self._condition(key, "InvalidResponse", f"unreadable diagnosis response: {error}")
+        except ApiError as error:
+            result = self._result(False, started, error.metric_code, str(error))
+            record = with_failed_poll(record, result)
+            self._condition(key, error.metric_code, f"poll failed: {error}")
+        else:
+            result = self._result(True, started)
+            record = with_diagnosis(record, diagnosis, result)
+            self._report_parse_errors(key, diagnosis)
+            self._condition(key, "", "")
+        self.fleet.update(record, result.finished_at)
+        return result
+
+    def _cloud_error(
+        self, record: GatewayRecord, error: CloudError, started: float
+    ) -> tuple[GatewayRecord, PollResult]:
+        key = record.key
+        code = error.code or "other"
+        if code == NO_DIAGNOSIS:
+            result = self._result(True, started, code, str(error))
+            self._condition(key, code, "gateway has no diagnosis yet", level=logging.INFO)
+            return without_diagnosis(record, result), result
+        if code in DIAGNOSIS_FAILED:
+            result = self._result(True, started, code, str(error))
+            self._condition(key, code, f"the latest diagnosis failed, keeping old data: {error}")
+            return with_failed_diagnosis(record, result), result
+        result = self._result(False, started, code, str(error))
+        if code == NO_SUCH_GATEWAY:
+            why = f"gateway does not exist, check the configuration: {error}"
+        elif error.auth_failure:
+            why = (
+                "not allowed: the credentials need the RAM action "
+                f"vpc:{ACTION} (and valid keys): {error}"
+            )
+        elif code in OUR_BUG:
+            why = f"the exporter sent a wrong request (a bug, please report it): {error}"
+        else:
+            why = f"poll failed: {error}"
+        self._condition(key, code, why)
+        return with_failed_poll(record, result), result
+
+    def _result(
+        self, success: bool, started: float, code: str | None = None, error: str | None = None
+    ) -> PollResult:
+        return PollResult(
+            success=success,
+            finished_at=self.clock.time(),
+            duration=self.clock.monotonic() - started,
+            error_code=code,
+            error=error,
+        )
+
+    def _condition(
+        self, key: GatewayKey, condition: str, message: str, level: int = logging.WARNING
+    ) -> None:
+        """Log a gateway's condition when it changes, not on every poll."""
+        previous = self._conditions.get(key, "")
+        if condition == previous:
+            return
+        fields: Mapping[str, str] = {
+            "target": key.target,
+            "region_id": key.region_id,
+            "vpn_gateway_id": key.vpn_gateway_id,
+        }
+        if condition:
+            self._conditions[key] = condition
+            log.log(level, message, extra={"fields": {**fields, "code": condition}})
+        else:
+            del self._conditions[key]
+            log.info("poll recovered", extra={"fields": {**fields, "previous_code": previous}})
+
+    def _report_parse_errors(self, key: GatewayKey, diagnosis: Diagnosis) -> None:
+        """Count every unreadable description; log when the set of failing items changes."""
+        failing = frozenset(item.name for item in diagnosis.items if item.parse_error)
+        for item in diagnosis.items:
+            if item.parse_error:
+                self.metrics.parse_errors.labels(item.name).inc()
+        if failing == self._parse_failures.get(key, frozenset()):
+            return
+        self._parse_failures[key] = failing
+        for item in diagnosis.items:
+            if item.parse_error:
+                log.warning(
+                    "unreadable diagnosis item description",
+                    extra={
+                        "fields": {
+                            "vpn_gateway_id": key.vpn_gateway_id,
+                            "item": item.name,
+                            "request_id": diagnosis.request_id,
+                            "error": item.parse_error,
+                        }
+                    },
+                )

@@ -1,0 +1,164 @@
+"""Poll cycles on APScheduler: one job per target, polls spread evenly over the interval.
+
+A target's job fires every *effective* interval (the configured one, stretched when the
+API budget cannot poll every gateway that often) and starts at once, not one interval after
+start. A cycle launches the target's gateways one slot apart, so calls never burst at the
+top of the interval; the client's rate budget still guards every attempt. A gateway whose
+previous poll is still in flight is skipped, never polled twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from exporter.clock import Clock
+from exporter.fleet import Fleet
+from exporter.poller import NO_SUCH_GATEWAY, DiagnosisSource, Poller
+from exporter.state import GatewayKey
+
+log = logging.getLogger(__name__)
+
+MISSING_GATEWAY_BACKOFF = 3600.0
+"""A gateway that does not exist is retried hourly: it is a configuration problem."""
+SWEEP_INTERVAL = 1.0
+
+
+@dataclass
+class TargetPlan:
+    """What one target polls, through which client, and how often."""
+
+    name: str
+    region_id: str
+    gateways: Sequence[str]
+    client: DiagnosisSource
+    interval: float
+    effective_interval: float
+    stale_after: float
+    jitter: float = 0.0
+    keys: list[GatewayKey] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = [GatewayKey(self.name, self.region_id, g) for g in self.gateways]
+
+
+def effective_interval(interval: float, gateways: int, calls_per_second: float) -> float:
+    """The shortest interval at which `gateways` polls fit into the rate budget."""
+    if gateways == 0 or calls_per_second <= 0:
+        return interval
+    return max(interval, gateways / calls_per_second)
+
+
+class PollScheduler:
+    """Runs every target's poll cycles and the staleness sweep."""
+
+    def __init__(
+        self, plans: Sequence[TargetPlan], poller: Poller, fleet: Fleet, clock: Clock
+    ) -> None:
+        self.plans = list(plans)
+        self.poller = poller
+        self.fleet = fleet
+        self.clock = clock
+        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._in_flight: dict[GatewayKey, asyncio.Task[object]] = {}
+        self._skip_until: dict[GatewayKey, float] = {}
+        self.polls_started = 0
+
+    def start(self) -> None:
+        """Register the targets with the fleet and start polling at once."""
+        now = datetime.now(timezone.utc)
+        for plan in self.plans:
+            self.fleet.configure_target(
+                plan.name,
+                plan.keys,
+                interval=plan.interval,
+                effective_interval=plan.effective_interval,
+                stale_after=plan.stale_after,
+            )
+            if plan.effective_interval > plan.interval:
+                log.warning(
+                    "the API budget cannot poll every gateway of the target within its interval",
+                    extra={
+                        "fields": {
+                            "target": plan.name,
+                            "gateways": len(plan.keys),
+                            "interval_seconds": plan.interval,
+                            "effective_interval_seconds": round(plan.effective_interval, 1),
+                        }
+                    },
+                )
+            self.scheduler.add_job(
+                self.run_cycle,
+                IntervalTrigger(seconds=plan.effective_interval, jitter=plan.jitter or None),
+                args=[plan],
+                id=f"poll:{plan.name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        self.scheduler.add_job(
+            self.sweep, IntervalTrigger(seconds=SWEEP_INTERVAL), id="sweep", max_instances=1
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop scheduling and cancel polls in flight."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def alive(self) -> bool:
+        """The scheduler runs and its jobs are registered."""
+        return bool(self.scheduler.running and self.scheduler.get_jobs())
+
+    def sweep(self) -> None:
+        self.fleet.sweep(self.clock.time())
+
+    async def run_cycle(self, plan: TargetPlan) -> None:
+        """Launch one poll per gateway of `plan`, evenly spaced over its interval."""
+        keys = plan.keys
+        if not keys:
+            return
+        spacing = plan.effective_interval / len(keys)
+        start = self.clock.monotonic()
+        # A random phase per cycle keeps targets with equal intervals from polling in step.
+        offset = random.uniform(0, spacing) if spacing > 0 else 0.0
+        for index, key in enumerate(keys):
+            delay = start + offset + index * spacing - self.clock.monotonic()
+            if delay > 0:
+                await self.clock.sleep(delay)
+            self._launch(key, plan.client)
+
+    def _launch(self, key: GatewayKey, client: DiagnosisSource) -> None:
+        if key in self._in_flight:
+            log.debug("previous poll still running", extra={"fields": {"vpn_gateway_id": key.vpn_gateway_id}})
+            return
+        if self._skip_until.get(key, 0.0) > self.clock.monotonic():
+            return
+        self.polls_started += 1
+        task = asyncio.create_task(self._poll(key, client), name=f"poll:{key.vpn_gateway_id}")
+        self._in_flight[key] = task
+
+    async def _poll(self, key: GatewayKey, client: DiagnosisSource) -> None:
+        try:
+            result = await self.poller.poll(key, client)
+            if result.error_code == NO_SUCH_GATEWAY:
+                self._skip_until[key] = self.clock.monotonic() + MISSING_GATEWAY_BACKOFF
+            else:
+                self._skip_until.pop(key, None)
+        except Exception:
+            log.exception("poll crashed", extra={"fields": {"vpn_gateway_id": key.vpn_gateway_id}})
+        finally:
+            self._in_flight.pop(key, None)

@@ -1,0 +1,68 @@
+"""The exporter's own counters: API calls, parse errors, admin requests, build info.
+
+They live in a `prometheus_client` registry of their own, apart from the per-gateway data
+(which the exposition module renders from snapshots): their cardinality is small and they
+change on every call, so the stock client library renders them well.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exporter import __version__
+
+API_DURATION_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class SelfMetrics:
+    """One set of self-metrics; tests make their own to stay independent."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.api_requests = Counter(
+            "aliyun_vpn_api_requests_total",
+            "HTTP requests sent to the VPC API, retries included (each counts against the quota).",
+            ["action"],
+            registry=self.registry,
+        )
+        self.api_failures = Counter(
+            "aliyun_vpn_api_request_failures_total",
+            "Failed VPC API requests by the cloud's error Code, or Timeout, NetworkError, "
+            "InvalidResponse, other.",
+            ["action", "code"],
+            registry=self.registry,
+        )
+        self.api_duration = Histogram(
+            "aliyun_vpn_api_request_duration_seconds",
+            "Duration of single VPC API HTTP requests.",
+            ["action"],
+            buckets=API_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.parse_errors = Counter(
+            "aliyun_vpn_description_parse_errors_total",
+            "DiagnoseResultDescription payloads that could not be read, by item.",
+            ["item"],
+            registry=self.registry,
+        )
+        self.admin_requests = Counter(
+            "aliyun_vpn_admin_requests_total",
+            "Requests to the admin API by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.admin_failures = Counter(
+            "aliyun_vpn_admin_request_failures_total",
+            "Admin API requests that did not succeed, by operation and reason.",
+            ["operation", "reason"],
+            registry=self.registry,
+        )
+        self.build_info = Gauge(
+            "aliyun_vpn_build_info",
+            "Version of the exporter and of Python it runs on; always 1.",
+            ["version", "python_version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)

@@ -1,0 +1,172 @@
+"""The rendered exposition: names, labels and values a scrape shows."""
+
+from __future__ import annotations
+
+import gzip
+
+from exporter.diagnosis import (
+    ConsistencyReading,
+    DiagnoseItem,
+    Diagnosis,
+    Level,
+    ProbeReading,
+    QuotaReading,
+    UnknownReading,
+)
+from exporter.exposition import Exposition, escape_label_value, render_gateway, render_target
+from exporter.gzip_segments import gzip_member
+from exporter.state import GatewayKey, GatewayRecord, PollResult, with_diagnosis
+
+KEY = GatewayKey("default/cn-hangzhou", "cn-hangzhou", "vpn-a")
+BASE = 'target="default/cn-hangzhou",region_id="cn-hangzhou",vpn_gateway_id="vpn-a"'
+
+
+def diagnosis(connection: str = "vco-a", *, finished: int = 7, items: tuple[DiagnoseItem, ...] = ()) -> Diagnosis:
+    return Diagnosis(
+        vpn_gateway_id="vpn-a",
+        diagnose_id="vpndgn-1",
+        connection_id=connection,
+        begin_time=1_700_000_000.0,
+        finish_time=1_700_000_011.0,
+        finished_count=finished,
+        total_count=7,
+        items=items,
+    )
+
+
+ITEMS = (
+    DiagnoseItem("VpnRouteQuota", Level.WARNING, QuotaReading("vpn_route", 85.0, 100.0)),
+    DiagnoseItem(
+        "VcoPrivateConnectivity", Level.NORMAL, ProbeReading("192.168.1.1", "10.0.0.1", 0.012, 0.0)
+    ),
+    DiagnoseItem("VcoUserInternetIpConnectivity", Level.ERROR, ProbeReading("", "1.2.3.4", None, 1.0)),
+    DiagnoseItem("VcoConfigConsistency", Level.ERROR, ConsistencyReading(False, 2)),
+    DiagnoseItem("SomethingNew", None, UnknownReading()),
+)
+
+
+def text(record: GatewayRecord) -> str:
+    exposition = Exposition()
+    exposition.put(record.key, render_gateway(record))
+    return b"".join(exposition.chunks()).decode()
+
+
+def polled(record: GatewayRecord, d: Diagnosis, at: float = 100.0) -> GatewayRecord:
+    return with_diagnosis(record, d, PollResult(True, at, 0.25))
+
+
+def test_item_status_is_a_state_set_with_all_three_levels() -> None:
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS)))
+    labels = f'{BASE},vpn_connection_id="vco-a",item="VpnRouteQuota"'
+    assert f'aliyun_vpn_diagnose_item_status{{{labels},level="normal"}} 0\n' in out
+    assert f'aliyun_vpn_diagnose_item_status{{{labels},level="warning"}} 1\n' in out
+    assert f'aliyun_vpn_diagnose_item_status{{{labels},level="error"}} 0\n' in out
+
+
+def test_quota_series_are_gateway_scoped() -> None:
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS)))
+    assert f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+    assert f'aliyun_vpn_quota_limit{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 100\n' in out
+
+
+def test_probe_without_reply_has_no_rtt_and_is_unreachable() -> None:
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS)))
+    probe = (
+        f'{BASE},vpn_connection_id="vco-a",item="VcoUserInternetIpConnectivity",'
+        'source_ip="",target_ip="1.2.3.4"'
+    )
+    assert f"aliyun_vpn_probe_reachable{{{probe}}} 0\n" in out
+    assert f"aliyun_vpn_probe_packet_loss_ratio{{{probe}}} 1\n" in out
+    assert 'aliyun_vpn_probe_rtt_seconds{' + probe not in out
+
+
+def test_reachable_probe_exports_rtt_in_seconds() -> None:
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS)))
+    probe = (
+        f'{BASE},vpn_connection_id="vco-a",item="VcoPrivateConnectivity",'
+        'source_ip="192.168.1.1",target_ip="10.0.0.1"'
+    )
+    assert f"aliyun_vpn_probe_rtt_seconds{{{probe}}} 0.012\n" in out
+    assert f"aliyun_vpn_probe_reachable{{{probe}}} 1\n" in out
+
+
+def test_config_consistency_and_diff_count() -> None:
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS)))
+    assert f'aliyun_vpn_config_consistent{{{BASE},vpn_connection_id="vco-a"}} 0\n' in out
+    assert f'aliyun_vpn_config_diff_entries{{{BASE},vpn_connection_id="vco-a"}} 2\n' in out
+
+
+def test_unknown_item_without_level_exports_no_item_series() -> None:
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS)))
+    assert "SomethingNew" not in out
+
+
+def test_running_diagnosis_keeps_last_finished_items_and_shows_progress() -> None:
+    finished = polled(GatewayRecord(KEY), diagnosis(items=ITEMS), at=100.0)
+    running = diagnosis(finished=3, items=(DiagnoseItem("VpnRouteQuota", Level.ERROR, QuotaReading("vpn_route", 99.0, 100.0)),))
+    out = text(polled(finished, running, at=200.0))
+    assert f'aliyun_vpn_diagnose_running{{{BASE}}} 1\n' in out
+    assert f'aliyun_vpn_diagnose_items_finished{{{BASE},vpn_connection_id="vco-a"}} 3\n' in out
+    assert f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+
+
+def test_first_running_diagnosis_shows_its_finished_items_without_finish_time() -> None:
+    running = diagnosis(finished=1, items=ITEMS[:1])
+    out = text(polled(GatewayRecord(KEY), running))
+    assert f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+    assert "aliyun_vpn_diagnose_finish_timestamp_seconds{" not in out
+    assert f'aliyun_vpn_diagnose_begin_timestamp_seconds{{{BASE},vpn_connection_id="vco-a"}} 1700000000\n' in out
+
+
+def test_stale_connection_is_dropped_but_fresh_one_stays() -> None:
+    record = polled(GatewayRecord(KEY), diagnosis("vco-old", items=ITEMS), at=100.0)
+    record = polled(record, diagnosis("vco-new", items=ITEMS), at=400.0)
+    out = text(record.current(stale_after=200.0, now=450.0))
+    assert 'vpn_connection_id="vco-new"' in out
+    assert 'vpn_connection_id="vco-old"' not in out
+
+
+def test_poll_gauges() -> None:
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS), at=1234.5))
+    assert f"aliyun_vpn_poll_success{{{BASE}}} 1\n" in out
+    assert f"aliyun_vpn_poll_last_success_timestamp_seconds{{{BASE}}} 1234.5\n" in out
+    assert f"aliyun_vpn_poll_duration_seconds{{{BASE}}} 0.25\n" in out
+
+
+def test_label_values_are_escaped() -> None:
+    assert escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_each_family_has_one_help_and_type_and_is_contiguous() -> None:
+    exposition = Exposition()
+    for gateway in ("vpn-a", "vpn-b"):
+        key = GatewayKey("t", "cn-hangzhou", gateway)
+        exposition.put(key, render_gateway(polled(GatewayRecord(key), diagnosis(items=ITEMS))))
+    exposition.put(("target", "t"), render_target("t", 60.0, 90.0))
+    out = b"".join(exposition.chunks()).decode()
+    seen: list[str] = []
+    for line in out.splitlines():
+        if line.startswith("# TYPE"):
+            seen.append(line.split()[2])
+    assert len(seen) == len(set(seen))
+    assert 'aliyun_vpn_poll_effective_interval_seconds{target="t"} 90\n' in out
+
+
+def test_put_invalidates_only_changed_families_and_gzip_matches_text() -> None:
+    exposition = Exposition()
+    record = polled(GatewayRecord(KEY), diagnosis(items=ITEMS))
+    exposition.put(KEY, render_gateway(record))
+    before = list(exposition.chunks())
+    later = polled(record, diagnosis(items=ITEMS), at=500.0)
+    exposition.put(KEY, render_gateway(later))
+    after = list(exposition.chunks())
+    unchanged = [a for a, b in zip(before, after, strict=True) if a is b]
+    assert unchanged, "families whose text did not change must keep their cached bytes"
+    assert gzip.decompress(b"".join(gzip_member(exposition.segments()))) == b"".join(after)
+
+
+def test_removed_gateway_leaves_no_series() -> None:
+    exposition = Exposition()
+    exposition.put(KEY, render_gateway(polled(GatewayRecord(KEY), diagnosis(items=ITEMS))))
+    exposition.remove(KEY)
+    assert b"".join(exposition.chunks()) == b""

@@ -1,0 +1,114 @@
+"""Poll cycles: when polls start, how they are spread, and that they never overlap."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from exporter.exposition import Exposition
+from exporter.fleet import Fleet
+from exporter.poller import Poller
+from exporter.scheduler import PollScheduler, TargetPlan, effective_interval
+from exporter.self_metrics import SelfMetrics
+from tests.fakes import FakeClock
+
+
+class RecordingSource:
+    """Answers every gateway with 'no diagnosis yet' and notes when it was asked."""
+
+    def __init__(self, clock: FakeClock, hold: asyncio.Event | None = None) -> None:
+        self.clock = clock
+        self.calls: list[tuple[str, float]] = []
+        self.hold = hold
+
+    async def get_vpn_gateway_diagnose_result(
+        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+    ) -> dict[str, Any]:
+        assert vpn_gateway_id is not None
+        self.calls.append((vpn_gateway_id, self.clock.monotonic()))
+        if self.hold is not None:
+            await self.hold.wait()
+        from exporter.errors import CloudError
+
+        raise CloudError(
+            "GetVpnGatewayDiagnoseResult",
+            "no diagnoses",
+            status=404,
+            code="InvalidVpnGatewayId.NotFound",
+        )
+
+
+def make(clock: FakeClock, source: RecordingSource, gateways: int, interval: float) -> tuple[PollScheduler, TargetPlan]:
+    fleet = Fleet(Exposition())
+    plan = TargetPlan(
+        name="default/cn-hangzhou",
+        region_id="cn-hangzhou",
+        gateways=[f"vpn-{i}" for i in range(gateways)],
+        client=source,
+        interval=interval,
+        effective_interval=interval,
+        stale_after=3 * interval,
+    )
+    scheduler = PollScheduler([plan], Poller(fleet, SelfMetrics(), clock), fleet, clock)
+    fleet.configure_target(plan.name, plan.keys, interval=interval, effective_interval=interval, stale_after=3 * interval)
+    return scheduler, plan
+
+
+async def drain() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_cycle_spreads_polls_evenly_over_the_interval() -> None:
+    clock = FakeClock()
+    source = RecordingSource(clock)
+    scheduler, plan = make(clock, source, gateways=4, interval=60.0)
+    start = clock.monotonic()
+    await scheduler.run_cycle(plan)
+    await drain()
+    offsets = [at - start for _, at in source.calls]
+    assert [g for g, _ in source.calls] == ["vpn-0", "vpn-1", "vpn-2", "vpn-3"]
+    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    assert gaps == pytest.approx([15.0, 15.0, 15.0])
+    assert 0 <= offsets[0] < 15.0
+    assert offsets[-1] < 60.0, "the cycle must end before the next one is due"
+
+
+async def test_gateway_with_poll_in_flight_is_not_polled_again() -> None:
+    clock = FakeClock()
+    hold = asyncio.Event()
+    source = RecordingSource(clock, hold)
+    scheduler, plan = make(clock, source, gateways=1, interval=60.0)
+    await scheduler.run_cycle(plan)
+    await drain()
+    await scheduler.run_cycle(plan)
+    await drain()
+    assert len(source.calls) == 1
+    hold.set()
+    await drain()
+    await scheduler.run_cycle(plan)
+    await drain()
+    assert len(source.calls) == 2
+
+
+async def test_first_cycle_starts_at_start_not_after_one_interval() -> None:
+    clock = FakeClock()
+    source = RecordingSource(clock)
+    scheduler, _ = make(clock, source, gateways=1, interval=3600.0)
+    scheduler.start()
+    try:
+        for _ in range(200):
+            if source.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert source.calls, "the first poll must not wait for the interval"
+    finally:
+        await scheduler.stop()
+
+
+def test_effective_interval_stretches_when_budget_is_short() -> None:
+    # 1,000 gateways at 96 calls/min cannot be polled every 5 minutes.
+    assert effective_interval(300.0, 1000, 96 / 60) == pytest.approx(625.0)
+    assert effective_interval(300.0, 50, 96 / 60) == 300.0
