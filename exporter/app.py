@@ -22,6 +22,7 @@ from exporter.fleet import Fleet
 from exporter.listener import Listener, TlsSettings
 from exporter.poller import ACTION, Poller
 from exporter.ratelimit import RateBudgets
+from exporter.retry import RetryPolicy
 from exporter.scheduler import PollScheduler, TargetPlan, effective_interval
 from exporter.self_metrics import SelfMetrics
 from exporter.status_page import render_status_page
@@ -59,8 +60,16 @@ class Exporter:
         self.exposition = Exposition()
         self.fleet = Fleet(self.exposition)
         self.poller = Poller(self.fleet, self.metrics, self.clock)
-        self.http: httpx.AsyncClient = make_http_client(config.api)
-        self.budgets = RateBudgets(config.api)
+        api = config.api
+        self.http: httpx.AsyncClient = make_http_client(
+            timeout=api.timeout,
+            proxy=api.proxy.get_secret_value() if api.proxy else None,
+            ca_file=str(api.ca_file) if api.ca_file else None,
+        )
+        self.budgets = RateBudgets(
+            {action: (rate.calls, rate.period) for action, rate in api.rate_limits.items()},
+            share=api.budget_fraction,
+        )
         self.clients: dict[tuple[str, str], VpcClient] = {}
         self.scheduler = PollScheduler(self._plans(), self.poller, self.fleet, self.clock)
         endpoint = MetricsEndpoint(self.exposition, self.metrics)
@@ -70,20 +79,25 @@ class Exporter:
             ready=self.readiness,
             status_page=lambda: render_status_page(self.fleet.records.values()),
         )
-        self.listener = Listener(self.app, (listen or ListenSettings()).address, (listen or ListenSettings()).tls)
+        listen = listen or ListenSettings()
+        self.listener = Listener(self.app, listen.address, listen.tls)
         self._started = False
 
     def client(self, profile: str, region_id: str) -> VpcClient:
         """The VPC client of one account and region (created once, shared by targets)."""
         key = (profile, region_id)
         if key not in self.clients:
+            api = self.config.api
             self.clients[key] = VpcClient(
-                http=self.http,
-                credentials=self.providers[profile],
-                region_id=region_id,
-                api=self.config.api,
+                self.http,
+                self.providers[profile],
+                region_id,
                 budgets=self.budgets,
                 metrics=self.metrics,
+                endpoint=api.endpoint,
+                retry=RetryPolicy(max_retries=api.max_retries),
+                timeout=api.timeout,
+                max_response_bytes=int(api.max_response_bytes),
             )
         return self.clients[key]
 
@@ -95,9 +109,9 @@ class Exporter:
             gateways_per_budget[(target.credentials, target.region_id)] += len(target.gateways)
         plans = []
         for target in config.targets:
-            interval = target.interval or config.poll.interval
+            interval = config.interval_for(target)
             budget_key = (target.credentials, target.region_id)
-            rate = self.budgets.rate_per_second(target.credentials, target.region_id, ACTION)
+            rate = self.budgets.rate_per_second(ACTION)
             share = len(target.gateways) / max(gateways_per_budget[budget_key], 1)
             effective = effective_interval(interval, len(target.gateways), rate * share)
             plans.append(
@@ -109,7 +123,8 @@ class Exporter:
                     interval=interval,
                     effective_interval=effective,
                     stale_after=config.poll.stale_after or STALE_AFTER_INTERVALS * effective,
-                    jitter=min(0.05 * effective, 5.0),
+                    jitter=config.poll.jitter * effective,
+                    startup_spacing=1.0 / (rate * share) if rate * share > 0 else 0.0,
                 )
             )
         return plans

@@ -32,19 +32,15 @@ def acs_date(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-def signed_header_names(headers: httpx.Headers) -> list[str]:
-    """The headers a V3 signature covers: `host`, every `x-acs-*` and `content-type`.
+def is_signed_header(name: str) -> bool:
+    """Whether a V3 signature covers the header: `host`, every `x-acs-*` and `content-type`.
 
     Those are the ones the service requires to be signed. Transport headers (`Accept`,
     `Accept-Encoding`, `User-Agent`, `Content-Length`, `Connection`) stay unsigned, as the
     official SDK's async transport leaves some of them: a proxy or HTTP stack may rewrite
     them without breaking the signature.
     """
-    return [
-        name
-        for name in {key.lower() for key in headers}
-        if name in ("host", "content-type") or name.startswith("x-acs-")
-    ]
+    return name in ("host", "content-type") or name.startswith("x-acs-")
 
 
 def sign(
@@ -58,31 +54,41 @@ def sign(
 ) -> None:
     """Add the `x-acs-*` headers and `Authorization` of a V3 signature to `request`.
 
-    `request.content` must already be read (the payload hash covers it).
+    `request.content` must already be read (the payload hash covers it). Runs on every
+    attempt of every call, so it touches `request.headers` (slow lookups) as little as it can.
     """
     body = request.content
-    headers = request.headers
-    if "host" not in headers:
-        headers["host"] = request.url.netloc.decode("ascii")
-    headers["x-acs-action"] = action
-    headers["x-acs-version"] = version
-    headers["x-acs-date"] = acs_date(timestamp)
-    headers["x-acs-signature-nonce"] = nonce
     payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_BODY_SHA256
-    headers["x-acs-content-sha256"] = payload_hash
+    added = {
+        "x-acs-action": action,
+        "x-acs-version": version,
+        "x-acs-date": acs_date(timestamp),
+        "x-acs-signature-nonce": nonce,
+        "x-acs-content-sha256": payload_hash,
+    }
     if credential.security_token:
-        headers["x-acs-security-token"] = credential.security_token
-    names = signed_header_names(headers)
-    signed, signature = v3_signature(
+        added["x-acs-security-token"] = credential.security_token
+    headers = request.headers
+    signed: dict[str, str] = {}
+    for raw_name, raw_value in headers.raw:
+        name = raw_name.decode("ascii").lower()
+        if is_signed_header(name):
+            signed[name] = raw_value.decode(headers.encoding)
+    if "host" not in signed:
+        added["host"] = request.url.netloc.decode("ascii")
+    signed |= added
+    for name, value in added.items():
+        headers[name] = value
+    names, signature = v3_signature(
         credential.access_key_secret,
         request.method,
         request.url.path,
         request.url.params.multi_items(),
-        {name: headers[name] for name in names},
-        names,
+        signed,
+        signed,
         payload_hash,
     )
-    headers["authorization"] = v3_authorization(credential.access_key_id, signed, signature)
+    headers["authorization"] = v3_authorization(credential.access_key_id, names, signature)
 
 
 class AcsV3Auth(httpx.Auth):

@@ -38,31 +38,31 @@ class QuotaReading:
 
 @dataclass(frozen=True, slots=True)
 class ProbeReading:
-    """A connectivity probe.
+    """A connectivity probe. `loss_ratio` None: unusable.
 
-    `rtt_seconds` is None whenever there is no round-trip time to export, and `replied` says
-    why: False, the probe got no reply (the API's `rtt: -1`); None, the payload's `rtt` was
-    missing or unusable, so whether a reply came is unknown. Keeping the two apart stops a
-    garbled `rtt` from being exported as "unreachable". `loss_ratio` None: unusable.
+    `rtt_seconds` is None whenever there is no round-trip time to export; `no_reply` says
+    whether that is because the API reported no reply (`rtt: -1`) rather than because its
+    `rtt` was missing or unusable. Keeping the two apart stops a garbled `rtt` from being
+    exported as "unreachable".
     """
 
     source_ip: str
     target_ip: str
     rtt_seconds: float | None
     loss_ratio: float | None
-    replied: bool | None
+    no_reply: bool = False
 
     @property
     def reachable(self) -> bool | None:
-        """Whether the probe got a reply and not every packet was lost; None when unknown.
+        """Whether the probe got replies; None when the payload does not tell.
 
-        False on either evidence (no reply, or 100 % loss). Without a usable `rtt`, a loss
-        below 100 % still proves that replies came. None (export nothing rather than guess)
-        only when neither field is usable.
+        False on either evidence: no reply, or every packet lost. True when there is a
+        round-trip time or a loss below 100 %. None (export nothing rather than guess)
+        only when neither `rtt` nor `lossRate` was usable.
         """
-        if self.replied is False or self.loss_ratio == 1.0:
+        if self.no_reply or self.loss_ratio == 1.0:
             return False
-        if self.replied or self.loss_ratio is not None:
+        if self.rtt_seconds is not None or self.loss_ratio is not None:
             return True
         return None
 

@@ -31,7 +31,8 @@ Rules for the shapes FACTS marks unknown (these decide what may become a number)
   array-valued key whose name contains "conflict" or "route" (case-insensitive, e.g.
   `conflictRoutes`); with none or several such keys it is None. Any JSON is accepted
   without error (the docs' own sample pairs this item with a probe-shaped payload); only
-  text that is not JSON is an error.
+  text that is not JSON is an error, as for every item (a JSON string is taken for one more
+  layer of encoding, so a JSON string of plain text is not JSON either).
 
 Unknown items get an `UnknownReading` and no error: their level is still exported. The
 parser never logs; it runs for every gateway on every cycle, so it sticks to `json.loads`
@@ -236,12 +237,9 @@ def _read_probe(item: str, value: object, problems: list[str]) -> Reading:
     target_ip = _address(fields, "targetIp", problems)
 
     rtt_ms = _number(fields, "rtt", problems)
-    if rtt_ms is None:
-        rtt_seconds, replied = None, None
-    elif rtt_ms < 0:  # the API's `-1`: no reply, which is a finding, not a parse problem
-        rtt_seconds, replied = None, False
-    else:
-        rtt_seconds, replied = rtt_ms / 1000.0, True
+    # A negative rtt is the API's `-1`: no reply, which is a finding, not a parse problem.
+    no_reply = rtt_ms is not None and rtt_ms < 0
+    rtt_seconds = rtt_ms / 1000.0 if rtt_ms is not None and rtt_ms >= 0 else None
 
     loss_ratio = None
     loss_percent = _number(fields, "lossRate", problems)
@@ -250,7 +248,7 @@ def _read_probe(item: str, value: object, problems: list[str]) -> Reading:
             loss_ratio = loss_percent / 100.0
         else:
             problems.append(f"lossRate: {loss_percent!r} is outside 0..100 %")
-    return ProbeReading(source_ip, target_ip, rtt_seconds, loss_ratio, replied)
+    return ProbeReading(source_ip, target_ip, rtt_seconds, loss_ratio, no_reply)
 
 
 def _read_consistency(item: str, value: object, problems: list[str]) -> Reading:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from exporter.errors import ApiError, CloudError
 
 RETRY_AFTER_HEADER = "x-acs-retry-after"
-MAX_SECONDS_FORM = 60.0
-"""A bare `x-acs-retry-after` above this is read as milliseconds (see `parse_retry_after`)."""
 
 _RETRY_AFTER = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", re.IGNORECASE)
 
@@ -24,10 +22,9 @@ _RETRY_AFTER = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*", re.IGNORECASE)
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from an `x-acs-retry-after` value; None if absent or unreadable.
 
-    The unit is not documented. The official SDK hands the integer to a sleep in
-    milliseconds; a simulator or HTTP habit may mean seconds. Explicit units win (`500ms`,
-    `2s`); a bare number is seconds up to 60 (throttling windows are 60 s long, so a wait
-    in seconds never exceeds that) and milliseconds above it.
+    The API reference does not name the unit. The official SDK reads the header as an
+    integer and sleeps that many milliseconds (`darabonba` backoff), and the simulator
+    follows it, so a bare number is milliseconds. An explicit unit wins: `2s`, `500ms`.
     """
     if value is None:
         return None
@@ -35,10 +32,8 @@ def parse_retry_after(value: str | None) -> float | None:
     if match is None:
         return None
     number = float(match.group(1))
-    unit = (match.group(2) or "").lower()
-    if unit == "ms" or (not unit and number > MAX_SECONDS_FORM):
-        number /= 1000.0
-    return number if number > 0 else None
+    seconds = number if (match.group(2) or "").lower() == "s" else number / 1000.0
+    return seconds if seconds > 0 else None
 
 
 def is_retryable(error: ApiError) -> bool:

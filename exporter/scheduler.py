@@ -3,7 +3,9 @@
 A target's job fires every *effective* interval (the configured one, stretched when the
 API budget cannot poll every gateway that often) and starts at once, not one interval after
 start. A cycle launches the target's gateways one slot apart, so calls never burst at the
-top of the interval; the client's rate budget still guards every attempt. A gateway whose
+top of the interval; the client's rate budget still guards every attempt. The first cycle
+after start runs at the budget's pace instead, so that data arrives as soon as the API
+allows. A gateway whose
 previous poll is still in flight is skipped, never polled twice at once.
 """
 
@@ -43,6 +45,9 @@ class TargetPlan:
     effective_interval: float
     stale_after: float
     jitter: float = 0.0
+    startup_spacing: float = 0.0
+    """Seconds between polls in the first cycle: the budget's pace, so that data arrives
+    soon after start instead of being spread over a whole interval."""
     keys: list[GatewayKey] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +75,7 @@ class PollScheduler:
         self._in_flight: dict[GatewayKey, asyncio.Task[object]] = {}
         self._skip_until: dict[GatewayKey, float] = {}
         self.polls_started = 0
+        self._cycles_begun: set[str] = set()
 
     def start(self) -> None:
         """Register the targets with the fleet and start polling at once."""
@@ -132,9 +138,14 @@ class PollScheduler:
         if not keys:
             return
         spacing = plan.effective_interval / len(keys)
+        offset = 0.0
+        if plan.name not in self._cycles_begun:
+            self._cycles_begun.add(plan.name)
+            spacing = min(spacing, plan.startup_spacing)
+        elif spacing > 0:
+            # A random phase per cycle keeps targets with equal intervals from polling in step.
+            offset = random.uniform(0, spacing)
         start = self.clock.monotonic()
-        # A random phase per cycle keeps targets with equal intervals from polling in step.
-        offset = random.uniform(0, spacing) if spacing > 0 else 0.0
         for index, key in enumerate(keys):
             delay = start + offset + index * spacing - self.clock.monotonic()
             if delay > 0:

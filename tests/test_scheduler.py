@@ -65,6 +65,9 @@ async def test_cycle_spreads_polls_evenly_over_the_interval() -> None:
     clock = FakeClock()
     source = RecordingSource(clock)
     scheduler, plan = make(clock, source, gateways=4, interval=60.0)
+    await scheduler.run_cycle(plan)  # the first cycle runs at the budget's pace
+    await drain()
+    source.calls.clear()
     start = clock.monotonic()
     await scheduler.run_cycle(plan)
     await drain()
@@ -106,6 +109,17 @@ async def test_first_cycle_starts_at_start_not_after_one_interval() -> None:
         assert source.calls, "the first poll must not wait for the interval"
     finally:
         await scheduler.stop()
+
+
+async def test_first_cycle_runs_at_the_budget_pace_not_over_the_interval() -> None:
+    clock = FakeClock()
+    source = RecordingSource(clock)
+    scheduler, plan = make(clock, source, gateways=4, interval=600.0)
+    plan.startup_spacing = 0.5
+    start = clock.monotonic()
+    await scheduler.run_cycle(plan)
+    await drain()
+    assert [at - start for _, at in source.calls] == pytest.approx([0.0, 0.5, 1.0, 1.5])
 
 
 def test_effective_interval_stretches_when_budget_is_short() -> None:

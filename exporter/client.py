@@ -1,0 +1,478 @@
+"""The VPC API client: signed RPC calls with retries, a rate budget, typed errors and metrics.
+
+One `VpcClient` serves one (credentials profile, region); every client shares one
+`httpx.AsyncClient` from `make_http_client`. Answers come back as the API's JSON objects;
+the parser module turns them into typed values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from prometheus_client import Counter, Histogram
+
+from exporter import __version__
+from exporter.auth import AcsV3Auth
+from exporter.credentials import CredentialsProvider
+from exporter.errors import (
+    AUTH_CODES,
+    THROTTLING_CODES,
+    ApiError,
+    ApiTimeout,
+    CloudError,
+    CredentialsError,
+    InvalidResponse,
+    NetworkError,
+)
+from exporter.ratelimit import RateBudget, RateBudgets
+from exporter.retry import RETRY_AFTER_HEADER, RetryPolicy, parse_retry_after
+from exporter.self_metrics import SelfMetrics
+from exporter.signing import canonical_query
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "vpc.{region_id}.aliyuncs.com"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_PAGE_SIZE = 50
+MAX_TAGS = 20
+USER_AGENT = f"aliyun-vpn-exporter/{__version__}"
+
+DOCUMENTED_CODES = (
+    THROTTLING_CODES
+    | AUTH_CODES
+    | {
+        # FACTS: common codes
+        "ServiceUnavailable",
+        "InternalError",
+        "MissingParameter",
+        "InvalidParameter",
+        "IdempotentParameterMismatch",
+        "DryRunOperation",
+        # GetVpnGatewayDiagnoseResult
+        "param_error",
+        "MissingParam.DiagnoseInfo",
+        "VpnGateway.Configuring",
+        "IncorrectStatus.DiagnoseTimeout",
+        "IncorrectStatus.VpnConnectionDeleted",
+        "InvalidDiagnoseId.NotFound",
+        "InvalidVpnGatewayId.NotFound",
+        "InvalidVpnGatewayInstanceId.NotFound",
+        # CreateVcoRouteEntry
+        "Resource.QuotaFull",
+        "VpnConnection.Configuring",
+        "VpnConnection.FinancialLocked",
+        "VpnRouteEntry.AlreadyExists",
+        "VpnRouteEntry.Conflict",
+        "VpnRouteEntry.ConflictSSL",
+        "VpnRouteEntry.BackupRoute",
+        "InvalidNextHop.NotFound",
+        "IllegalParam.RouteDest",
+        "OperationFailed.InvalidCidrBlock",
+        "QuotaExceeded.VpnRouteEntry",
+        "TaskConflict",
+        "InvalidVpnConnectionInstanceId.NotFound",
+    }
+)
+"""Cloud error codes the API reference documents: the only ones used as metric labels, so a
+misbehaving endpoint cannot inflate the `code` label's cardinality."""
+
+
+def failure_code(error: ApiError) -> str:
+    """The `code` label of `aliyun_vpn_api_request_failures_total` for `error`."""
+    if isinstance(error, CloudError):
+        return error.code if error.code in DOCUMENTED_CODES else "other"
+    return error.metric_code
+
+
+def make_http_client(
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    proxy: str | None = None,
+    ca_file: str | None = None,
+    max_connections: int = 100,
+    keepalive_expiry: float = 30.0,
+) -> httpx.AsyncClient:
+    """The one `httpx.AsyncClient` all `VpcClient`s share, on aiohttp's HTTP/1.1 stack.
+
+    httpx's own transport costs several times the CPU per call under concurrency;
+    `httpx_aiohttp.AiohttpTransport` keeps httpx's API at aiohttp's cost. Its limits:
+    - timeouts: `timeout` bounds connecting, waiting for a connection and each socket read,
+      not the whole exchange (write timeouts are ignored); `VpcClient` adds a deadline per
+      attempt.
+    - proxy: only the explicit `proxy` (an `http://` URL, with optional user:password);
+      `HTTP(S)_PROXY`/`NO_PROXY` are not read: a single proxy serves every request, and
+      aiohttp's own environment lookup costs a thread hop per request. No SOCKS.
+    - TLS: verified against `ca_file` alone when given, else the system's and certifi's CAs.
+    - HTTP/1.1 only; no cookies are kept (the API sets load balancer cookies it does not
+      need back).
+    """
+    ssl_context = (
+        ssl.create_default_context(cafile=ca_file)
+        if ca_file
+        else httpx.create_ssl_context(verify=True)
+    )
+
+    def session() -> aiohttp.ClientSession:
+        # Built lazily by the transport, inside the running event loop.
+        connector = aiohttp.TCPConnector(
+            limit=max_connections, keepalive_timeout=keepalive_expiry, ssl=ssl_context
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    transport = AiohttpTransport(
+        verify=ssl_context,
+        proxy=httpx.Proxy(proxy) if proxy else None,
+        client=session,
+    )
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(timeout),
+        headers={"user-agent": USER_AGENT, "accept": "application/json"},
+        follow_redirects=False,
+    )
+
+
+def endpoint_url(template: str | None, region_id: str) -> str:
+    """The base URL of the region's endpoint, from a template such as the default
+    `vpc.{region_id}.aliyuncs.com` (https) or `http://127.0.0.1:1234` (the simulator)."""
+    endpoint = (template or DEFAULT_ENDPOINT).replace("{region_id}", region_id)
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    url = httpx.URL(endpoint)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"endpoint {endpoint!r} is not an http(s) host")
+    if url.path not in ("", "/") or url.query or url.fragment:
+        raise ValueError(f"endpoint {endpoint!r} must be a host, without path or query")
+    return f"{url.scheme}://{url.netloc.decode('ascii')}"
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class VpcClient:
+    """Calls the VPC API in one region with one credentials profile.
+
+    Every HTTP attempt waits for a slot of the (profile, region, action) budget, is signed
+    afresh, is counted in the self-metrics and must finish within `timeout`. Failures raise
+    the `exporter.errors` types; transient ones are retried first per `retry`.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        credentials: CredentialsProvider,
+        region_id: str,
+        *,
+        budgets: RateBudgets | None = None,
+        metrics: SelfMetrics | None = None,
+        endpoint: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._http = http
+        self._credentials = credentials
+        self.region_id = region_id
+        self.base_url = endpoint_url(endpoint, region_id)
+        self._budgets = budgets or RateBudgets()
+        self._metrics = metrics or SelfMetrics()
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout if timeout is not None else (http.timeout.read or DEFAULT_TIMEOUT)
+        self._max_response_bytes = max_response_bytes
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._rand = rand
+        self._per_action: dict[str, tuple[RateBudget, Counter, Histogram]] = {}
+
+    @property
+    def profile(self) -> str:
+        """The credentials profile this client signs with."""
+        return self._credentials.profile
+
+    def rate_per_second(self, action: str) -> float:
+        """Calls per second the budget of `action` currently allows this client."""
+        return self._action(action)[0].rate_per_second
+
+    async def call(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """Call an RPC action (`POST /?<params>`, empty body) and return its JSON answer.
+
+        `RegionId` is always sent. Raises `ApiError` subclasses after retries run out.
+        """
+        query = canonical_query([("RegionId", self.region_id), *params.items()])
+        url = f"{self.base_url}/?{query}"
+        budget = self._action(action)[0]
+        retries = 0
+        while True:
+            await budget.acquire()
+            try:
+                answer = await self._attempt(action, url)
+            except CredentialsError:
+                raise
+            except ApiError as error:
+                if isinstance(error, CloudError) and error.throttled:
+                    budget.throttled(error.retry_after)
+                delay = self._retry.delay(retries, error, self._rand)
+                if delay is None:
+                    raise
+                retries += 1
+                log.debug(
+                    "retrying %s in %s (attempt %d after %s: %s)",
+                    action,
+                    self.region_id,
+                    retries + 1,
+                    f"{delay:.2f}s",
+                    failure_code(error),
+                )
+                await self._sleep(delay)
+            else:
+                budget.succeeded()
+                return answer
+
+    async def _attempt(self, action: str, url: str) -> dict[str, Any]:
+        """One signed HTTP exchange, counted and timed in the self-metrics."""
+        _, requests, duration = self._action(action)
+        auth = AcsV3Auth(self._credentials, action, clock=self._wall_clock)
+        started = self._clock()
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.send(
+                    self._http.build_request("POST", url), auth=auth, stream=True
+                )
+                try:
+                    body = await self._read_body(action, response)
+                finally:
+                    await response.aclose()
+            answer = self._decode(action, response, body)
+        except CredentialsError:
+            raise  # nothing was sent
+        except ApiError as failure:
+            self._count(action, requests, duration, started, failure)
+            raise
+        except (
+            TimeoutError,
+            httpx.TransportError,
+            httpx.DecodingError,
+            aiohttp.ClientError,
+            OSError,
+        ) as exc:
+            error = self._transport_error(action, exc)
+            self._count(action, requests, duration, started, error)
+            raise error from exc
+        self._count(action, requests, duration, started, None)
+        return answer
+
+    def _count(
+        self,
+        action: str,
+        requests: Counter,
+        duration: Histogram,
+        started: float,
+        error: ApiError | None,
+    ) -> None:
+        requests.inc()
+        duration.observe(self._clock() - started)
+        if error is not None:
+            self._metrics.api_failures.labels(action, failure_code(error)).inc()
+            log.debug("%s in %s failed: %s", action, self.region_id, error)
+
+    def _transport_error(self, action: str, exc: Exception) -> ApiError:
+        """Name what went wrong below HTTP. `httpx_aiohttp` maps every aiohttp connection
+        error (a reset included) to `httpx.ConnectTimeout`, so the aiohttp cause decides."""
+        cause = exc.__cause__
+        if isinstance(exc, TimeoutError):
+            return ApiTimeout(action, f"no answer within {self._timeout:g}s")
+        if isinstance(exc, httpx.DecodingError):
+            return InvalidResponse(action, f"undecodable body: {exc}")
+        if isinstance(exc, httpx.TransportError):
+            timed_out = (
+                isinstance(cause, TimeoutError)
+                if isinstance(cause, aiohttp.ClientError)
+                else isinstance(exc, httpx.TimeoutException)
+            )
+            if timed_out:
+                return ApiTimeout(action, f"timed out: {exc or type(exc).__name__}")
+            return NetworkError(action, f"{type(cause or exc).__name__}: {exc}")
+        return NetworkError(action, f"{type(exc).__name__}: {exc}")
+
+    async def _read_body(self, action: str, response: httpx.Response) -> bytes:
+        """Read the body, failing as soon as it exceeds the cap (never buffering more)."""
+        cap = self._max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(action, response)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(action, response)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, action: str, response: httpx.Response) -> InvalidResponse:
+        return InvalidResponse(
+            action,
+            f"response larger than {self._max_response_bytes} bytes",
+            status=response.status_code,
+            request_id=response.headers.get("x-acs-request-id"),
+        )
+
+    def _decode(self, action: str, response: httpx.Response, body: bytes) -> dict[str, Any]:
+        """The JSON object of a 2xx answer; raise the error a non-2xx one describes."""
+        status = response.status_code
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            document = None
+        if not isinstance(document, dict):
+            content_type = response.headers.get("content-type", "no content type")
+            raise InvalidResponse(
+                action,
+                f"HTTP {status}: not a JSON object ({content_type}, {len(body)} bytes)",
+                status=status,
+                request_id=response.headers.get("x-acs-request-id"),
+                retry_after=parse_retry_after(response.headers.get(RETRY_AFTER_HEADER)),
+            )
+        if 200 <= status < 300:
+            return document
+        code = document.get("Code")
+        request_id = document.get("RequestId") or response.headers.get("x-acs-request-id")
+        raise CloudError(
+            action,
+            str(document.get("Message") or f"HTTP {status}"),
+            status=status,
+            code=str(code) if code is not None else None,
+            request_id=str(request_id) if request_id is not None else None,
+            retry_after=parse_retry_after(response.headers.get(RETRY_AFTER_HEADER)),
+        )
+
+    def _action(self, action: str) -> tuple[RateBudget, Counter, Histogram]:
+        """The budget and metric children of `action`, looked up once per client."""
+        entry = self._per_action.get(action)
+        if entry is None:
+            entry = (
+                self._budgets.get(self.profile, self.region_id, action),
+                self._metrics.api_requests.labels(action),
+                self._metrics.api_duration.labels(action),
+            )
+            self._per_action[action] = entry
+        return entry
+
+    async def get_vpn_gateway_diagnose_result(
+        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+    ) -> dict[str, Any]:
+        """The latest diagnosis of a gateway, or the diagnosis `diagnose_id`."""
+        if not vpn_gateway_id and not diagnose_id:
+            raise ValueError("give vpn_gateway_id or diagnose_id (or both)")
+        params = {}
+        if vpn_gateway_id:
+            params["VpnGatewayId"] = vpn_gateway_id
+        if diagnose_id:
+            params["DiagnoseId"] = diagnose_id
+        return await self.call("GetVpnGatewayDiagnoseResult", params)
+
+    async def diagnose_vpn_gateway(
+        self,
+        vpn_gateway_id: str,
+        vpn_connection_id: str,
+        *,
+        private_source_ip: str | None = None,
+        private_destination_ip: str | None = None,
+        client_token: str | None = None,
+    ) -> dict[str, Any]:
+        """Start a diagnosis of one IPsec connection; the answer carries its `DiagnoseId`.
+
+        The private connectivity item needs both private IPs (VPC side, on-premises side).
+        """
+        params = {
+            "VpnGatewayId": vpn_gateway_id,
+            "ResourceType": "IPsec",
+            "ResourceId": vpn_connection_id,
+        }
+        if private_source_ip and private_destination_ip:
+            params["IPsecExtendInfo"] = json.dumps(
+                {
+                    "PrivateSourceIp": private_source_ip,
+                    "PrivateDestinationIp": private_destination_ip,
+                },
+                separators=(",", ":"),
+            )
+        if client_token:
+            params["ClientToken"] = client_token
+        return await self.call("DiagnoseVpnGateway", params)
+
+    async def describe_vpn_gateways(
+        self,
+        page_number: int = 1,
+        page_size: int = MAX_PAGE_SIZE,
+        *,
+        vpn_gateway_id: str | None = None,
+        vpc_id: str | None = None,
+        status: str | None = None,
+        business_status: str | None = None,
+        resource_group_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One page of the region's VPN gateways, filtered."""
+        params = _page(page_number, page_size) | _tags(tags)
+        filters = {
+            "VpnGatewayId": vpn_gateway_id,
+            "VpcId": vpc_id,
+            "Status": status,
+            "BusinessStatus": business_status,
+            "ResourceGroupId": resource_group_id,
+        }
+        params |= {name: value for name, value in filters.items() if value}
+        return await self.call("DescribeVpnGateways", params)
+
+    async def describe_vpn_connections(
+        self,
+        page_number: int = 1,
+        page_size: int = MAX_PAGE_SIZE,
+        *,
+        vpn_gateway_id: str | None = None,
+        vpn_connection_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One page of the region's IPsec connections, filtered."""
+        params = _page(page_number, page_size) | _tags(tags)
+        if vpn_gateway_id:
+            params["VpnGatewayId"] = vpn_gateway_id
+        if vpn_connection_id:
+            params["VpnConnectionId"] = vpn_connection_id
+        return await self.call("DescribeVpnConnections", params)
+
+
+def _page(page_number: int, page_size: int) -> dict[str, str]:
+    if page_number < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page {page_number} of size {page_size}: need 1.. and 1..50")
+    return {"PageNumber": str(page_number), "PageSize": str(page_size)}
+
+
+def _tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    """`Tag.N.Key` / `Tag.N.Value` pairs, N from 1."""
+    if not tags:
+        return {}
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags can filter a listing, not {len(tags)}")
+    params: dict[str, str] = {}
+    for number, (key, value) in enumerate(tags.items(), start=1):
+        params[f"Tag.{number}.Key"] = key
+        params[f"Tag.{number}.Value"] = value
+    return params

@@ -1,0 +1,935 @@
+"""Build the Grafana dashboards in grafana/dashboards/ from code.
+
+    python grafana/generate.py          # rewrite grafana/dashboards/*.json
+    python grafana/generate.py --check  # exit 1 if the committed JSON is not what this builds
+
+Needs `grafana-foundation-sdk==1769699379!11.6.0` (a plain install picks the old 10.1
+schema). Commit the output with this file: users provision the JSON, and
+tests/test_dashboards_static.py checks the two agree.
+
+Every query names the labels it is about in its legend (`{{vpn_gateway_id}}`, `{{action}}`…),
+also on tables, where Grafana ignores the legend: tests/dashboard_queries.py reads the legend
+to know which labels a query's result must carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    common,
+    dashboard,
+    prometheus,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    BarGaugeDisplayMode,
+    BigValueColorMode,
+    BigValueGraphMode,
+    BigValueTextMode,
+    GraphThresholdsStyleMode,
+    LegendDisplayMode,
+    LegendPlacement,
+    TableCellBackgroundDisplayMode,
+    TableColoredBackgroundCellOptions,
+    VisibilityMode,
+    VizOrientation,
+)
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DashboardLinkType,
+    DataSourceRef,
+    DataTransformerConfig,
+    DynamicConfigValue,
+    Threshold,
+    ThresholdsMode,
+    ValueMap,
+    ValueMappingResult,
+    VariableRefresh,
+    VariableSort,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+TAG = "aliyun-vpn"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+# Label selectors built from the dashboard variables.
+JOB = 'job=~"$job"'
+GATEWAYS = f'{JOB}, region_id=~"$region_id", vpn_gateway_id=~"$vpn_gateway_id"'
+REGIONS = 'region_id=~"$region_id"'
+THROTTLED = f'{JOB}, code=~"Throttling.*"'
+
+# 0 normal, 1 warning, 2 error for every item: all three levels of the state set are exported.
+LEVEL_SCORE = (
+    f'2 * aliyun_vpn_diagnose_item_status{{level="error", {GATEWAYS}}}\n'
+    f'+ ignoring (level) aliyun_vpn_diagnose_item_status{{level="warning", {GATEWAYS}}}'
+)
+WORST_LEVEL_BY_GATEWAY = f"max by (target, region_id, vpn_gateway_id) (\n{LEVEL_SCORE}\n)"
+
+GREEN, ORANGE, RED, BLUE = "green", "orange", "red", "blue"
+LEVEL_MAPPINGS = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(text="normal", color=GREEN, index=0),
+            "1": ValueMappingResult(text="warning", color=ORANGE, index=1),
+            "2": ValueMappingResult(text="error", color=RED, index=2),
+        }
+    )
+]
+YES_NO_MAPPINGS = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(text="no", color=RED, index=0),
+            "1": ValueMappingResult(text="yes", color=GREEN, index=1),
+        }
+    )
+]
+RUNNING_MAPPINGS = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(text="finished", color=GREEN, index=0),
+            "1": ValueMappingResult(text="running", color=BLUE, index=1),
+        }
+    )
+]
+UP_MAPPINGS = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(text="down", color=RED, index=0),
+            "1": ValueMappingResult(text="up", color=GREEN, index=1),
+        }
+    )
+]
+POLL_MAPPINGS = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(text="failing", color=RED, index=0),
+            "1": ValueMappingResult(text="ok", color=GREEN, index=1),
+        }
+    )
+]
+
+# Same thresholds as deploy/prometheus/aliyun-vpn-exporter.rules.yml.
+QUOTA_WARNING, QUOTA_CRITICAL = 0.80, 0.95
+LOSS_WARNING = 0.05
+RTT_WARNING = 0.150
+DIAGNOSE_MAX_AGE = 3 * 3600
+
+
+QUOTA_LEGEND = "{{vpn_gateway_id}} {{quota_name}}"
+CONNECTION_LEGEND = "{{vpn_gateway_id}} {{vpn_connection_id}}"
+PROBE_LEGEND = "{{vpn_gateway_id}} {{vpn_connection_id}} {{item}} {{target_ip}}"
+HIDDEN_COLUMNS = {"Time": True, "Value": True, "__name__": True, "job": True, "instance": True}
+
+
+def column_order(*names: str) -> dict[str, int]:
+    return {name: index for index, name in enumerate(names)}
+
+
+def organize(**options: Any) -> DataTransformerConfig:
+    return DataTransformerConfig(id_val="organize", options=options)
+
+
+def fixed_color(color: str) -> DynamicConfigValue:
+    return DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color})
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
+    return (
+        dashboard.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+def dashed(panel: timeseries.Panel, *steps: tuple[float | None, str]) -> timeseries.Panel:
+    """Draw the alerting thresholds on a time series panel."""
+    return panel.thresholds(thresholds(*steps)).thresholds_style(
+        common.GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED)
+    )
+
+
+def query(
+    expr: str,
+    legend: str,
+    ref_id: str = "A",
+    *,
+    instant: bool = False,
+    table_format: bool = False,
+) -> prometheus.Dataquery:
+    q = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id)
+    q = q.instant() if instant else q.range()
+    if table_format:
+        q = q.format(PromQueryFormat.TABLE)
+    return q
+
+
+def rate(metric: str, selector: str) -> str:
+    return f"rate({metric}{{{selector}}}[$__rate_interval])"
+
+
+def ts(title: str, description: str, unit: str, *queries: prometheus.Dataquery) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .min(0)
+        .legend(
+            common.VizLegendOptions()
+            .display_mode(LegendDisplayMode.TABLE)
+            .placement(LegendPlacement.BOTTOM)
+            .show_legend(True)
+            .calcs(["lastNotNull", "max"])
+        )
+        .fill_opacity(10)
+        .span(12)
+        .height(8)
+    )
+    for q in queries:
+        panel = panel.with_target(q)
+    return panel
+
+
+def single_stat(
+    title: str, description: str, q: prometheus.Dataquery, *, width: int = 6, height: int = 4
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(q)
+        .color_mode(BigValueColorMode.BACKGROUND)
+        .graph_mode(BigValueGraphMode.NONE)
+        .text_mode(BigValueTextMode.VALUE_AND_NAME)
+        .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .span(width)
+        .height(height)
+    )
+
+
+def bars(
+    title: str, description: str, q: prometheus.Dataquery, unit: str, *, width: int = 8
+) -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(q)
+        .unit(unit)
+        .min(0)
+        .display_mode(BarGaugeDisplayMode.BASIC)
+        .orientation(VizOrientation.HORIZONTAL)
+        .span(width)
+        .height(10)
+    )
+
+
+def table_of(
+    title: str,
+    description: str,
+    *queries: prometheus.Dataquery,
+    width: int = 12,
+    height: int = 6,
+) -> table.Panel:
+    panel = (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .span(width)
+        .height(height)
+    )
+    for q in queries:
+        panel = panel.with_target(q)
+    return panel
+
+
+def query_variable(name: str, label: str, definition: str) -> dashboard.QueryVariable:
+    return (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(definition)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
+
+
+def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags([TAG])
+        .editable()
+        .refresh("1m")
+        .time("now-6h", "now")
+        .timezone("browser")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .link(
+            dashboard.DashboardLink("Aliyun VPN dashboards")
+            .type(DashboardLinkType.DASHBOARDS)
+            .tags([TAG])
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
+        .with_variable(
+            dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        )
+        .with_variable(query_variable("job", "Job", "label_values(aliyun_vpn_build_info, job)"))
+        .with_variable(
+            query_variable(
+                "region_id", "Region", f"label_values(aliyun_vpn_poll_success{{{JOB}}}, region_id)"
+            )
+        )
+        .with_variable(
+            query_variable(
+                "vpn_gateway_id",
+                "VPN gateway",
+                f"label_values(aliyun_vpn_poll_success{{{JOB}, {REGIONS}}}, vpn_gateway_id)",
+            )
+        )
+    )
+
+
+def fleet_overview() -> dashboard.Dashboard:
+    gateways_by_level = (
+        "count by (level) (\n"
+        f'  label_replace({WORST_LEVEL_BY_GATEWAY} == 2, "level", "error", "", "")\n'
+        f'  or label_replace({WORST_LEVEL_BY_GATEWAY} == 1, "level", "warning", "", "")\n'
+        f'  or label_replace({WORST_LEVEL_BY_GATEWAY} == 0, "level", "normal", "", "")\n'
+        ")"
+    )
+    return (
+        base(
+            "aliyun-vpn-fleet",
+            "Aliyun VPN / Fleet overview",
+            "Every VPN gateway's latest quick diagnosis: levels, quotas and the worst probes.",
+        )
+        .with_row(dashboard.Row("Levels"))
+        .with_panel(
+            single_stat(
+                "Gateways by worst item level",
+                "Each gateway counted once, at the worst level of its latest diagnosis.",
+                query(gateways_by_level, "{{level}}", instant=True),
+                width=12,
+                height=6,
+            )
+            .thresholds(thresholds((None, BLUE)))
+            .override_by_name("normal", [fixed_color(GREEN)])
+            .override_by_name("warning", [fixed_color(ORANGE)])
+            .override_by_name("error", [fixed_color(RED)])
+        )
+        .with_panel(
+            table_of(
+                "Gateways without a diagnosis",
+                "GetVpnGatewayDiagnoseResult says the gateway was never diagnosed "
+                "(InvalidVpnGatewayId.NotFound): nothing about it can alert.",
+                query(
+                    f"aliyun_vpn_diagnose_available{{{GATEWAYS}}} == 0",
+                    "{{region_id}} {{vpn_gateway_id}}",
+                    instant=True,
+                    table_format=True,
+                ),
+            ).with_transformation(
+                organize(
+                    excludeByName=HIDDEN_COLUMNS,
+                    indexByName=column_order("target", "region_id", "vpn_gateway_id"),
+                )
+            )
+        )
+        .with_panel(
+            table_of(
+                "Item levels by gateway",
+                "The level of each item in every gateway's latest diagnosis.",
+                query(
+                    f"max by (vpn_gateway_id, item) (\n{LEVEL_SCORE}\n)",
+                    "{{vpn_gateway_id}} {{item}}",
+                    instant=True,
+                    table_format=True,
+                ),
+                width=24,
+                height=8,
+            )
+            .with_transformation(
+                DataTransformerConfig(
+                    id_val="groupingToMatrix",
+                    options={
+                        "columnField": "item",
+                        "rowField": "vpn_gateway_id",
+                        "valueField": "Value",
+                        "emptyValue": "null",
+                    },
+                )
+            )
+            .mappings(LEVEL_MAPPINGS)
+            .cell_options(
+                TableColoredBackgroundCellOptions(mode=TableCellBackgroundDisplayMode.BASIC)
+            )
+            .override_by_name(
+                "vpn_gateway_id\\item",
+                [
+                    DynamicConfigValue(id_val="displayName", value="VPN gateway"),
+                    DynamicConfigValue(id_val="custom.cellOptions", value={"type": "auto"}),
+                ],
+            )
+        )
+        .with_panel(
+            ts(
+                "Items at warning or error",
+                "How many items are at each level over time.",
+                "short",
+                query(
+                    "sum by (level) (aliyun_vpn_diagnose_item_status"
+                    f'{{level=~"warning|error", {GATEWAYS}}})',
+                    "{{level}}",
+                ),
+            )
+            .override_by_name("warning", [fixed_color(ORANGE)])
+            .override_by_name("error", [fixed_color(RED)])
+        )
+        .with_panel(
+            bars(
+                "Diagnosis age",
+                "Time since each gateway's newest diagnosis finished. Item alerts stop after "
+                f"{DIAGNOSE_MAX_AGE // 3600}h (AliyunVpnDiagnosisStale fires instead).",
+                query(
+                    "sort_desc(\n  time() - max by (region_id, vpn_gateway_id) ("
+                    f"aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}} > 0)\n)",
+                    "{{vpn_gateway_id}}",
+                    instant=True,
+                ),
+                "s",
+                width=12,
+            )
+            .thresholds(thresholds((None, GREEN), (DIAGNOSE_MAX_AGE, RED)))
+            .height(8)
+        )
+        .with_row(dashboard.Row("Quotas and probes"))
+        .with_panel(
+            bars(
+                "Quota utilisation",
+                "used / quantity of each quota item, highest first.",
+                query(
+                    f"sort_desc(\n  aliyun_vpn_quota_used{{{GATEWAYS}}}\n"
+                    f"/ (aliyun_vpn_quota_limit{{{GATEWAYS}}} > 0)\n)",
+                    QUOTA_LEGEND,
+                    instant=True,
+                ),
+                "percentunit",
+            )
+            .max(1)
+            .display_mode(BarGaugeDisplayMode.GRADIENT)
+            .thresholds(thresholds((None, GREEN), (QUOTA_WARNING, ORANGE), (QUOTA_CRITICAL, RED)))
+        )
+        .with_panel(
+            bars(
+                "Highest packet loss",
+                "The ten probes losing the most packets.",
+                query(
+                    f"topk(10, aliyun_vpn_probe_packet_loss_ratio{{{GATEWAYS}}})",
+                    PROBE_LEGEND,
+                    instant=True,
+                ),
+                "percentunit",
+            )
+            .max(1)
+            .thresholds(thresholds((None, GREEN), (LOSS_WARNING, ORANGE), (1, RED)))
+        )
+        .with_panel(
+            bars(
+                "Highest round-trip time",
+                "The ten probes with the longest round-trip time (no reply: no RTT).",
+                query(
+                    f"topk(10, aliyun_vpn_probe_rtt_seconds{{{GATEWAYS}}})",
+                    PROBE_LEGEND,
+                    instant=True,
+                ),
+                "s",
+            ).thresholds(thresholds((None, GREEN), (RTT_WARNING, ORANGE)))
+        )
+        .with_panel(
+            table_of(
+                "Unreachable probes",
+                "Probes that got no reply or lost every packet.",
+                query(
+                    f"aliyun_vpn_probe_reachable{{{GATEWAYS}}} == 0",
+                    PROBE_LEGEND,
+                    instant=True,
+                    table_format=True,
+                ),
+                width=24,
+            ).with_transformation(
+                organize(
+                    excludeByName=HIDDEN_COLUMNS,
+                    indexByName=column_order(
+                        "target",
+                        "region_id",
+                        "vpn_gateway_id",
+                        "vpn_connection_id",
+                        "item",
+                        "source_ip",
+                        "target_ip",
+                    ),
+                )
+            )
+        )
+    )
+
+
+def gateway_detail() -> dashboard.Dashboard:
+    return (
+        base(
+            "aliyun-vpn-gateway",
+            "Aliyun VPN / Gateway detail",
+            "A VPN gateway's diagnoses over time: probes per connection, quotas, "
+            "diagnosis age and polls. Pick one gateway.",
+        )
+        .with_row(dashboard.Row("Gateway"))
+        .with_panel(
+            table_of(
+                "Gateway",
+                "DescribeVpnGateways: name, VPC, spec and status.",
+                query(
+                    f"aliyun_vpn_gateway_info{{{GATEWAYS}}}",
+                    "{{vpn_gateway_id}} {{name}}",
+                    instant=True,
+                    table_format=True,
+                ),
+            ).with_transformation(
+                organize(
+                    excludeByName=HIDDEN_COLUMNS,
+                    indexByName=column_order(
+                        "vpn_gateway_id", "name", "region_id", "vpc_id", "spec", "status"
+                    ),
+                )
+            )
+        )
+        .with_panel(
+            table_of(
+                "Items",
+                "Level of each item in the latest diagnosis, per connection.",
+                query(
+                    f"max by (vpn_gateway_id, vpn_connection_id, item) (\n{LEVEL_SCORE}\n)",
+                    "{{vpn_gateway_id}} {{vpn_connection_id}} {{item}}",
+                    instant=True,
+                    table_format=True,
+                ),
+            )
+            .with_transformation(
+                organize(excludeByName={"Time": True}, renameByName={"Value": "level"})
+            )
+            .mappings(LEVEL_MAPPINGS)
+            .override_by_name(
+                "level",
+                [
+                    DynamicConfigValue(
+                        id_val="custom.cellOptions",
+                        value={"type": "color-background", "mode": "basic"},
+                    )
+                ],
+            )
+        )
+        .with_panel(
+            single_stat(
+                "Last poll",
+                "Whether the exporter's last poll of the gateway succeeded.",
+                query(f"aliyun_vpn_poll_success{{{GATEWAYS}}}", "{{vpn_gateway_id}}", instant=True),
+            ).mappings(POLL_MAPPINGS)
+        )
+        .with_panel(
+            single_stat(
+                "Diagnosis age",
+                "Time since the connection's latest diagnosis finished.",
+                query(
+                    f"time() - (aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}} > 0)",
+                    CONNECTION_LEGEND,
+                    instant=True,
+                ),
+            )
+            .unit("s")
+            .color_mode(BigValueColorMode.VALUE)
+            .thresholds(thresholds((None, GREEN), (DIAGNOSE_MAX_AGE, RED)))
+        )
+        .with_panel(
+            single_stat(
+                "Diagnosis running",
+                "Whether the latest diagnosis is still running.",
+                query(
+                    f"aliyun_vpn_diagnose_running{{{GATEWAYS}}}", CONNECTION_LEGEND, instant=True
+                ),
+            )
+            .color_mode(BigValueColorMode.VALUE)
+            .mappings(RUNNING_MAPPINGS)
+        )
+        .with_panel(
+            single_stat(
+                "Config consistent",
+                "VcoConfigConsistency: does the connection's configuration match?",
+                query(
+                    f"aliyun_vpn_config_consistent{{{GATEWAYS}}}", CONNECTION_LEGEND, instant=True
+                ),
+            ).mappings(YES_NO_MAPPINGS)
+        )
+        .with_row(dashboard.Row("Connectivity probes"))
+        .with_panel(
+            dashed(
+                ts(
+                    "Round-trip time",
+                    "Round-trip time of each connection's probes, as of each diagnosis.",
+                    "s",
+                    query(f"aliyun_vpn_probe_rtt_seconds{{{GATEWAYS}}}", PROBE_LEGEND),
+                ),
+                (None, GREEN),
+                (RTT_WARNING, ORANGE),
+            )
+        )
+        .with_panel(
+            dashed(
+                ts(
+                    "Packet loss",
+                    "Share of each connection's probe packets lost, as of each diagnosis.",
+                    "percentunit",
+                    query(f"aliyun_vpn_probe_packet_loss_ratio{{{GATEWAYS}}}", PROBE_LEGEND),
+                ),
+                (None, GREEN),
+                (LOSS_WARNING, ORANGE),
+            )
+        )
+        .with_panel(
+            statetimeline.Panel()
+            .title("Probe reachable")
+            .description("Whether each probe got a reply.")
+            .datasource(DATASOURCE)
+            .with_target(query(f"aliyun_vpn_probe_reachable{{{GATEWAYS}}}", PROBE_LEGEND))
+            .mappings(YES_NO_MAPPINGS)
+            .show_value(VisibilityMode.NEVER)
+            .span(24)
+            .height(6)
+        )
+        .with_row(dashboard.Row("Quotas"))
+        .with_panel(
+            dashed(
+                ts(
+                    "Quota utilisation",
+                    "used / quantity of each quota item over time.",
+                    "percentunit",
+                    query(
+                        f"aliyun_vpn_quota_used{{{GATEWAYS}}}\n"
+                        f"/ (aliyun_vpn_quota_limit{{{GATEWAYS}}} > 0)",
+                        QUOTA_LEGEND,
+                    ),
+                ).max(1),
+                (None, GREEN),
+                (QUOTA_WARNING, ORANGE),
+                (QUOTA_CRITICAL, RED),
+            )
+        )
+        .with_panel(
+            ts(
+                "Quota used and limit",
+                "used and quantity of each quota item.",
+                "short",
+                query(f"aliyun_vpn_quota_used{{{GATEWAYS}}}", f"used {QUOTA_LEGEND}", "A"),
+                query(f"aliyun_vpn_quota_limit{{{GATEWAYS}}}", f"limit {QUOTA_LEGEND}", "B"),
+            )
+        )
+        .with_row(dashboard.Row("Diagnosis and polls"))
+        .with_panel(
+            dashed(
+                ts(
+                    "Diagnosis age",
+                    "Time since each connection's latest diagnosis finished; item alerts stop "
+                    f"after {DIAGNOSE_MAX_AGE // 3600}h.",
+                    "s",
+                    query(
+                        "time() - "
+                        f"(aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}} > 0)",
+                        CONNECTION_LEGEND,
+                    ),
+                ),
+                (None, GREEN),
+                (DIAGNOSE_MAX_AGE, RED),
+            )
+        )
+        .with_panel(
+            ts(
+                "Diagnosis progress",
+                "Items finished and expected in the latest diagnosis.",
+                "short",
+                query(
+                    f"aliyun_vpn_diagnose_items_finished{{{GATEWAYS}}}",
+                    f"finished {CONNECTION_LEGEND}",
+                    "A",
+                ),
+                query(
+                    f"aliyun_vpn_diagnose_items_expected{{{GATEWAYS}}}",
+                    f"expected {CONNECTION_LEGEND}",
+                    "B",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Time since last successful poll",
+                "Values older than the exporter's stale_after are dropped.",
+                "s",
+                query(
+                    f"time() - aliyun_vpn_poll_last_success_timestamp_seconds{{{GATEWAYS}}}",
+                    "{{vpn_gateway_id}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "Poll duration",
+                "How long the last poll of the gateway took, retries included.",
+                "s",
+                query(f"aliyun_vpn_poll_duration_seconds{{{GATEWAYS}}}", "{{vpn_gateway_id}}"),
+            )
+        )
+    )
+
+
+def exporter_health() -> dashboard.Dashboard:
+    failures = "aliyun_vpn_api_request_failures_total"
+    requests = "aliyun_vpn_api_requests_total"
+    return (
+        base(
+            "aliyun-vpn-exporter",
+            "Aliyun VPN / Exporter health",
+            "The exporter's own work: polls, API calls, failures by code, throttling, latency.",
+        )
+        .with_row(dashboard.Row("Exporter"))
+        .with_panel(
+            single_stat(
+                "Targets up",
+                "Prometheus' scrape of each exporter instance.",
+                query(f"up{{{JOB}}}", "{{instance}}", instant=True),
+                width=8,
+            ).mappings(UP_MAPPINGS)
+        )
+        .with_panel(
+            table_of(
+                "Build",
+                "aliyun_vpn_build_info of each instance.",
+                query(
+                    f"aliyun_vpn_build_info{{{JOB}}}",
+                    "{{instance}} {{version}} {{python_version}}",
+                    instant=True,
+                    table_format=True,
+                ),
+                width=8,
+                height=4,
+            ).with_transformation(
+                organize(excludeByName={"Time": True, "Value": True, "__name__": True})
+            )
+        )
+        .with_panel(
+            table_of(
+                "Poll intervals",
+                "Configured and effective poll interval of each target: the effective one is "
+                "longer when the API budget cannot poll every gateway in time.",
+                query(
+                    f"aliyun_vpn_poll_interval_seconds{{{JOB}}}",
+                    "{{target}}",
+                    "A",
+                    instant=True,
+                    table_format=True,
+                ),
+                query(
+                    f"aliyun_vpn_poll_effective_interval_seconds{{{JOB}}}",
+                    "{{target}}",
+                    "B",
+                    instant=True,
+                    table_format=True,
+                ),
+                width=8,
+                height=4,
+            )
+            .with_transformation(DataTransformerConfig(id_val="merge", options={}))
+            .with_transformation(
+                organize(
+                    excludeByName={"Time": True, "__name__": True},
+                    renameByName={"Value #A": "configured", "Value #B": "effective"},
+                )
+            )
+            .unit("s")
+        )
+        .with_row(dashboard.Row("Polls"))
+        .with_panel(
+            statetimeline.Panel()
+            .title("Poll outcome")
+            .description("Last poll of each gateway: ok, or failing (the exporter's log says why).")
+            .datasource(DATASOURCE)
+            .with_target(query(f"aliyun_vpn_poll_success{{{GATEWAYS}}}", "{{vpn_gateway_id}}"))
+            .mappings(POLL_MAPPINGS)
+            .show_value(VisibilityMode.NEVER)
+            .span(12)
+            .height(8)
+        )
+        .with_panel(
+            ts(
+                "Poll duration",
+                "How long each gateway's last poll took, retries included.",
+                "s",
+                query(f"aliyun_vpn_poll_duration_seconds{{{GATEWAYS}}}", "{{vpn_gateway_id}}"),
+            )
+        )
+        .with_row(dashboard.Row("Alibaba Cloud API"))
+        .with_panel(
+            ts(
+                "API requests",
+                "HTTP requests per second by action, retries included (the quota counts them).",
+                "reqps",
+                query(f"sum by (action) ({rate(requests, JOB)})", "{{action}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "API failures by code",
+                "Failed requests per second by action and the cloud's error Code "
+                "(or Timeout, NetworkError, InvalidResponse, other).",
+                "reqps",
+                query(f"sum by (action, code) ({rate(failures, JOB)})", "{{action}} {{code}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Throttled requests",
+                "Requests the API throttled (Throttling*), per second; the exporter backs off.",
+                "reqps",
+                query(
+                    f"sum by (action, code) ({rate(failures, THROTTLED)})", "{{action}} {{code}}"
+                ),
+            )
+        )
+        .with_panel(
+            dashed(
+                ts(
+                    "Throttled share of requests",
+                    "Throttled / all requests by action; AliyunVpnApiThrottling fires above "
+                    "10 % over 15 minutes.",
+                    "percentunit",
+                    query(
+                        f"sum by (action) ({rate(failures, THROTTLED)})\n"
+                        f"/ sum by (action) ({rate(requests, JOB)})",
+                        "{{action}}",
+                    ),
+                ),
+                (None, GREEN),
+                (0.10, ORANGE),
+            )
+        )
+        .with_panel(
+            ts(
+                "API latency",
+                "Quantiles of single API request durations by action, from the histogram.",
+                "s",
+                *(
+                    query(
+                        f"histogram_quantile({quantile}, sum by (action, le) "
+                        f"({rate('aliyun_vpn_api_request_duration_seconds_bucket', JOB)}))",
+                        f"p{round(quantile * 100)} {{{{action}}}}",
+                        ref_id,
+                    )
+                    for quantile, ref_id in ((0.5, "A"), (0.9, "B"), (0.99, "C"))
+                ),
+            )
+        )
+        .with_panel(
+            table_of(
+                "API failures in the time range",
+                "Failed requests by action and code over the dashboard's time range.",
+                query(
+                    f"sort_desc(sum by (action, code) (increase({failures}{{{JOB}}}[$__range])))",
+                    "{{action}} {{code}}",
+                    instant=True,
+                    table_format=True,
+                ),
+                height=8,
+            )
+            .with_transformation(
+                organize(excludeByName={"Time": True}, renameByName={"Value": "failures"})
+            )
+            .decimals(0)
+        )
+    )
+
+
+DASHBOARDS = {
+    "aliyun-vpn-fleet.json": fleet_overview,
+    "aliyun-vpn-gateway.json": gateway_detail,
+    "aliyun-vpn-exporter.json": exporter_health,
+}
+
+# Options the SDK writes on every variable but only interval variables have.
+_INTERVAL_ONLY = ("auto", "auto_count", "auto_min")
+
+
+def _tidy(board: dict[str, Any]) -> dict[str, Any]:
+    """Number the panels, and drop what the 11.6 dashboard schema does not have."""
+    next_id = 1
+    for panel in board.get("panels", []):
+        panel["id"] = next_id
+        next_id += 1
+        for inner in panel.get("panels", []):
+            inner["id"] = next_id
+            next_id += 1
+    for variable in board.get("templating", {}).get("list", []):
+        if variable.get("type") != "interval":
+            for key in _INTERVAL_ONLY:
+                variable.pop(key, None)
+    return board
+
+
+def render(board: dashboard.Dashboard) -> str:
+    data = json.loads(JSONEncoder().encode(board.build()))
+    return json.dumps(_tidy(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def build_all() -> dict[str, str]:
+    """File name → JSON text of every dashboard."""
+    return {name: render(factory()) for name, factory in DASHBOARDS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the Grafana dashboards from code.")
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in build_all().items():
+        path = args.out / name
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print("out of date, run python grafana/generate.py:", *stale, sep="\n  ", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

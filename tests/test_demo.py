@@ -1,0 +1,153 @@
+"""The exporter end to end against the simulator's demo fleet, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from exporter.app import Exporter, ListenSettings
+from exporter.demo import demo_config, running_demo_simulator
+from exporter.self_metrics import SelfMetrics
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+DEMO_GATEWAYS = {
+    "vpn-hz1healthy",
+    "vpn-hz2quota",
+    "vpn-hz3unreachable",
+    "vpn-hz4nodiag",
+    "vpn-sg1inconsistent",
+    "vpn-sg2lossy",
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def exporter() -> AsyncIterator[Exporter]:
+    async with running_demo_simulator() as endpoint:
+        instance = Exporter(
+            demo_config(endpoint),
+            listen=ListenSettings(address="127.0.0.1:0"),
+            metrics=SelfMetrics(),
+        )
+        await instance.start()
+        try:
+            await wait_for_all_polls(instance)
+            yield instance
+        finally:
+            await instance.stop()
+
+
+async def wait_for_all_polls(instance: Exporter) -> None:
+    """Wait (up to a generous 10 s, not a speed check) until every gateway was polled."""
+    for _ in range(1000):
+        records = instance.fleet.records.values()
+        if records and all(record.last_poll is not None for record in records):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not every demo gateway was polled within 10 s")
+
+
+async def scrape(instance: Exporter, **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.get(f"http://127.0.0.1:{instance.listener.port}/metrics", headers=headers)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of `name` whose labels include `labels`."""
+    found = []
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        body, value = line.rsplit(" ", 1)
+        pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', body))
+        if all(pairs.get(k) == v for k, v in labels.items()):
+            found.append(float(value))
+    assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
+    return found[0]
+
+
+async def test_every_demo_gateway_reports_a_successful_poll(exporter: Exporter) -> None:
+    text = (await scrape(exporter)).text
+    for gateway in DEMO_GATEWAYS:
+        assert sample(text, "aliyun_vpn_poll_success", vpn_gateway_id=gateway) == 1
+
+
+async def test_quota_gateway_shows_warning_and_error_levels(exporter: Exporter) -> None:
+    text = (await scrape(exporter)).text
+    assert sample(text, "aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz2quota", item="VpnRouteQuota", level="warning") == 1
+    assert sample(text, "aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota", level="error") == 1
+    used = sample(text, "aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+    limit = sample(text, "aliyun_vpn_quota_limit", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+    assert 0.9 <= used / limit < 1.0
+
+
+async def test_unreachable_probe_has_no_rtt(exporter: Exporter) -> None:
+    text = (await scrape(exporter)).text
+    assert sample(text, "aliyun_vpn_probe_reachable", vpn_gateway_id="vpn-hz3unreachable", item="VcoUserInternetIpConnectivity") == 0
+    assert not re.search(r'aliyun_vpn_probe_rtt_seconds\{[^}]*vpn_gateway_id="vpn-hz3unreachable"[^}]*item="VcoUserInternetIpConnectivity"', text)
+
+
+async def test_gateway_without_diagnosis_is_available_zero_and_polled_fine(exporter: Exporter) -> None:
+    text = (await scrape(exporter)).text
+    assert sample(text, "aliyun_vpn_diagnose_available", vpn_gateway_id="vpn-hz4nodiag") == 0
+    assert 'vpn_gateway_id="vpn-hz4nodiag",vpn_connection_id' not in text
+
+
+async def test_inconsistent_config_and_lossy_probe(exporter: Exporter) -> None:
+    text = (await scrape(exporter)).text
+    assert sample(text, "aliyun_vpn_config_consistent", vpn_gateway_id="vpn-sg1inconsistent") == 0
+    loss = sample(text, "aliyun_vpn_probe_packet_loss_ratio", vpn_gateway_id="vpn-sg2lossy", item="VcoPrivateConnectivity")
+    rtt = sample(text, "aliyun_vpn_probe_rtt_seconds", vpn_gateway_id="vpn-sg2lossy", item="VcoPrivateConnectivity")
+    assert 0.0 < loss < 0.5
+    assert 0.05 < rtt < 1.0
+
+
+async def test_api_self_metrics_count_requests(exporter: Exporter) -> None:
+    text = (await scrape(exporter)).text
+    assert sample(text, "aliyun_vpn_api_requests_total", action="GetVpnGatewayDiagnoseResult") >= len(DEMO_GATEWAYS)
+    assert sample(text, "aliyun_vpn_build_info") == 1
+
+
+async def test_openmetrics_is_negotiated_and_ends_with_eof(exporter: Exporter) -> None:
+    response = await scrape(exporter, accept="application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n")
+    assert 'aliyun_vpn_poll_success{target="default/cn-hangzhou"' in response.text
+
+
+async def test_gzip_body_is_one_member_with_the_plain_text(exporter: Exporter) -> None:
+    async with httpx.AsyncClient() as client:
+        url = f"http://127.0.0.1:{exporter.listener.port}/metrics"
+        zipped = await client.get(url, headers={"accept-encoding": "gzip"})
+        plain = await client.get(url, headers={"accept-encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    raw = zipped.content  # httpx already decoded it
+    assert raw.startswith(b"# HELP")
+    gateway_part = plain.content.split(b"# HELP aliyun_vpn_api_")[0]
+    assert raw.split(b"# HELP aliyun_vpn_api_")[0] == gateway_part
+
+
+async def test_health_and_readiness(exporter: Exporter) -> None:
+    async with httpx.AsyncClient() as client:
+        base = f"http://127.0.0.1:{exporter.listener.port}"
+        assert (await client.get(base + "/healthz")).status_code == 200
+        assert (await client.get(base + "/readyz")).status_code == 200
+        page = await client.get(base + "/")
+    assert page.status_code == 200
+    assert "vpn-hz2quota" in page.text
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+async def test_demo_exposition_passes_promtool_check_metrics(exporter: Exporter) -> None:
+    text = (await scrape(exporter)).content
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
