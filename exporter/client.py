@@ -95,6 +95,33 @@ def failure_code(error: ApiError) -> str:
     return error.metric_code
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie store that never stores a cookie."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CookielessAsyncClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` that keeps no cookies.
+
+    The API's load balancers set cookies a signed API client does not need back, and httpx
+    would parse every response for them (about 14 µs a call, a twentieth of a call's CPU).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        """Ignored: this client keeps no cookies."""
+
+
 def make_http_client(
     *,
     timeout: float = DEFAULT_TIMEOUT,
@@ -114,8 +141,7 @@ def make_http_client(
       `HTTP(S)_PROXY`/`NO_PROXY` are not read: a single proxy serves every request, and
       aiohttp's own environment lookup costs a thread hop per request. No SOCKS.
     - TLS: verified against `ca_file` alone when given, else the system's and certifi's CAs.
-    - HTTP/1.1 only; no cookies are kept (the API sets load balancer cookies it does not
-      need back).
+    - HTTP/1.1 only; no cookies are kept.
     """
     ssl_context = (
         ssl.create_default_context(cafile=ca_file)
@@ -135,7 +161,7 @@ def make_http_client(
         proxy=httpx.Proxy(proxy) if proxy else None,
         client=session,
     )
-    return httpx.AsyncClient(
+    return _CookielessAsyncClient(
         transport=transport,
         timeout=httpx.Timeout(timeout),
         headers={"user-agent": USER_AGENT, "accept": "application/json"},

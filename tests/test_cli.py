@@ -1,0 +1,138 @@
+"""The command line as a user runs it: a real process, real ports, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exporter import __version__
+from exporter.client import VpcClient, make_http_client
+from exporter.credentials import Credential, StaticCredentialsProvider
+from exporter.errors import CloudError
+from exporter.retry import RetryPolicy
+from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_version_names_the_exporter_and_its_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert f"aliyun-vpn-exporter {__version__}" in result.stdout
+
+
+def test_demo_serves_the_demo_fleet_on_the_given_port_and_stops_on_sigterm() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "--demo", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        text = ""
+        deadline = time.monotonic() + 20  # generous: proves it answers, not how fast
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.TransportError:
+                text = ""
+            if 'aliyun_vpn_poll_success{target="default/ap-southeast-1"' in text and (
+                'vpn_gateway_id="vpn-hz4nodiag"} 1' in text
+            ):
+                break
+            time.sleep(0.1)
+        assert 'aliyun_vpn_diagnose_item_status{target="default/cn-hangzhou"' in text
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+        assert process.returncode == 0, stderr
+        assert "exporter started" in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_check_config_accepts_a_valid_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n")
+    result = run_cli(f"--config.file={config}", "--check-config")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_config_names_a_misspelt_key_with_its_path(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
+        "  - region_id: cn-shanghai\n    gatways: [vpn-def]\n"
+    )
+    result = run_cli(f"--config.file={config}", "--check-config")
+    assert result.returncode == 1
+    assert "targets[1].gatways" in result.stdout
+
+
+def test_invalid_config_fails_at_start_with_the_field_named(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("poll:\n  interval: soon\ntargets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n")
+    result = run_cli(f"--config.file={config}", "--web.listen-address=127.0.0.1:0")
+    assert result.returncode == 1
+    assert "poll.interval" in result.stderr
+
+
+async def call_simulator(port: int, secret: str) -> dict[str, object]:
+    http = make_http_client(timeout=5.0)
+    try:
+        client = VpcClient(
+            http,
+            StaticCredentialsProvider("default", Credential(DEMO_ACCESS_KEY_ID, secret)),
+            "cn-hangzhou",
+            endpoint=f"http://127.0.0.1:{port}",
+            retry=RetryPolicy(max_retries=0),
+        )
+        return await client.get_vpn_gateway_diagnose_result(vpn_gateway_id="vpn-hz1healthy")
+    finally:
+        await http.aclose()
+
+
+def test_simulate_subcommand_answers_signed_requests_only() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "simulate", f"--listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20  # generous: proves it starts, not how fast
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        answer = asyncio.run(call_simulator(port, DEMO_ACCESS_KEY_SECRET))
+        assert answer["VpnGatewayId"] == "vpn-hz1healthy"
+        with pytest.raises(CloudError) as refused:
+            asyncio.run(call_simulator(port, "not-the-secret"))
+        assert refused.value.code == "SignatureDoesNotMatch"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
