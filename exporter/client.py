@@ -241,7 +241,7 @@ class VpcClient:
         `RegionId` is always sent. Raises `ApiError` subclasses after retries run out.
         """
         query = canonical_query([("RegionId", self.region_id), *params.items()])
-        url = f"{self.base_url}/?{query}"
+        url = httpx.URL(f"{self.base_url}/?{query}")
         budget = self._action(action)[0]
         retries = 0
         while True:
@@ -270,7 +270,7 @@ class VpcClient:
                 budget.succeeded()
                 return answer
 
-    async def _attempt(self, action: str, url: str) -> dict[str, Any]:
+    async def _attempt(self, action: str, url: httpx.URL) -> dict[str, Any]:
         """One signed HTTP exchange, counted and timed in the self-metrics."""
         _, requests, duration = self._action(action)
         auth = AcsV3Auth(self._credentials, action, clock=self._wall_clock)

@@ -116,4 +116,3 @@ class InvalidResponse(ApiError):
 
 class CredentialsError(ApiError):
     """Credentials could not be resolved for the account; no request was sent."""
-

@@ -161,9 +161,7 @@ class _Lines:
 
     def add(self, family: Family, value: float, extra: str = "") -> None:
         labels = f"{self.base},{extra}" if extra else self.base
-        self.lines[_INDEX[family.name]].append(
-            f"{family.name}{{{labels}}} {format_value(value)}\n"
-        )
+        self.lines[_INDEX[family.name]].append(f"{family.name}{{{labels}}} {format_value(value)}\n")
 
     def fragments(self) -> Fragments:
         return tuple("".join(lines).encode() for lines in self.lines)
@@ -210,11 +208,15 @@ def _render_connection(out: _Lines, conn: str, shown: Diagnosis, latest: Diagnos
         if item.level is not None:
             for level in Level:
                 out.add(
-                    ITEM_STATUS, 1.0 if item.level is level else 0.0, f"{item_labels},level=\"{level}\""
+                    ITEM_STATUS,
+                    1.0 if item.level is level else 0.0,
+                    f'{item_labels},level="{level}"',
                 )
         reading = item.reading
         if isinstance(reading, ProbeReading):
-            probe = f"{item_labels},{_labels(source_ip=reading.source_ip, target_ip=reading.target_ip)}"
+            probe = (
+                f"{item_labels},{_labels(source_ip=reading.source_ip, target_ip=reading.target_ip)}"
+            )
             if reading.rtt_seconds is not None:
                 out.add(PROBE_RTT, reading.rtt_seconds, probe)
             if reading.loss_ratio is not None:

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 ACTION = "GetVpnGatewayDiagnoseResult"
 NO_DIAGNOSIS = "InvalidVpnGatewayId.NotFound"
-DIAGNOSIS_FAILED = frozenset({"IncorrectStatus.DiagnoseTimeout", "IncorrectStatus.VpnConnectionDeleted"})
+DIAGNOSIS_FAILED = frozenset(
+    {"IncorrectStatus.DiagnoseTimeout", "IncorrectStatus.VpnConnectionDeleted"}
+)
 NO_SUCH_GATEWAY = "InvalidVpnGatewayInstanceId.NotFound"
 OUR_BUG = frozenset({"MissingParam.DiagnoseInfo", "InvalidDiagnoseId.NotFound"})
 
@@ -60,7 +62,9 @@ class Poller:
         started = self.clock.monotonic()
         record = self.fleet.get(key)
         try:
-            payload = await client.get_vpn_gateway_diagnose_result(vpn_gateway_id=key.vpn_gateway_id)
+            payload = await client.get_vpn_gateway_diagnose_result(
+                vpn_gateway_id=key.vpn_gateway_id
+            )
             diagnosis = parse_diagnosis(payload)
         except CloudError as error:
             record, result = self._cloud_error(record, error, started)

@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -71,7 +71,7 @@ class PollScheduler:
         self.poller = poller
         self.fleet = fleet
         self.clock = clock
-        self.scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._in_flight: dict[GatewayKey, asyncio.Task[object]] = {}
         self._skip_until: dict[GatewayKey, float] = {}
         self.polls_started = 0
@@ -79,7 +79,7 @@ class PollScheduler:
 
     def start(self) -> None:
         """Register the targets with the fleet and start polling at once."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for plan in self.plans:
             self.fleet.configure_target(
                 plan.name,
@@ -154,7 +154,10 @@ class PollScheduler:
 
     def _launch(self, key: GatewayKey, client: DiagnosisSource) -> None:
         if key in self._in_flight:
-            log.debug("previous poll still running", extra={"fields": {"vpn_gateway_id": key.vpn_gateway_id}})
+            log.debug(
+                "previous poll still running",
+                extra={"fields": {"vpn_gateway_id": key.vpn_gateway_id}},
+            )
             return
         if self._skip_until.get(key, 0.0) > self.clock.monotonic():
             return

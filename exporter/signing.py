@@ -87,7 +87,9 @@ def parse_v3_authorization(value: str) -> dict[str, str] | None:
 
 def v1_signature(secret: str, method: str, params: Iterable[tuple[str, str]]) -> str:
     """The V1 (`SignatureMethod=HMAC-SHA1`) signature over all parameters but `Signature`."""
-    string_to_sign = f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical_query(params))}"
+    string_to_sign = (
+        f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical_query(params))}"
+    )
     key = (secret + "&").encode("utf-8")
     digest = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")

@@ -8,9 +8,9 @@ record, the outcome and the time, so tests can check them without a server or a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from collections.abc import Mapping
 
 from exporter.diagnosis import Diagnosis
 
@@ -71,7 +71,9 @@ class GatewayRecord:
     """False once the API said the gateway has no diagnosis (`InvalidVpnGatewayId.NotFound`)."""
     latest_connection: str | None = None
     """The connection of the gateway's latest diagnosis (gateway-scoped items come from it)."""
-    connections: Mapping[str, ConnectionDiagnosis] = field(default_factory=lambda: EMPTY_CONNECTIONS)
+    connections: Mapping[str, ConnectionDiagnosis] = field(
+        default_factory=lambda: EMPTY_CONNECTIONS
+    )
     info: GatewayInfo | None = None
 
     @property

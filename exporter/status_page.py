@@ -1,4 +1,4 @@
-"""The status page at `/`: every gateway × item with its level, and each gateway's last poll.
+"""The status page at `/`: every gateway x item with its level, and each gateway's last poll.
 
 Server-rendered HTML with inline CSS and no external assets, so it works behind any proxy
 and on an air-gapped network.
@@ -56,7 +56,7 @@ def _row(record: GatewayRecord, items: list[str]) -> str:
     for item in items:
         level = levels.get(item)
         css = f"level-{level}" if level else "level-none"
-        cells.append(f'<td class="{css}" data-item="{escape(item)}">{escape(level or "–")}</td>')
+        cells.append(f'<td class="{css}" data-item="{escape(item)}">{escape(level or "-")}</td>')
     poll = record.last_poll
     if poll is None:
         outcome, css, error = "pending", "poll-pending", ""

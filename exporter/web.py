@@ -56,7 +56,7 @@ class MetricsEndpoint:
         registry = self.self_metrics.registry
         if openmetrics:
             content_type = OPENMETRICS_CONTENT_TYPE
-            tail = openmetrics_format.generate_latest(registry)
+            tail = openmetrics_format.generate_latest(registry)  # type: ignore[no-untyped-call]
         else:
             content_type = TEXT_CONTENT_TYPE
             tail = text_format.generate_latest(registry)

@@ -91,7 +91,9 @@ def test_check_config_names_a_misspelt_key_with_its_path(tmp_path: Path) -> None
 
 def test_invalid_config_fails_at_start_with_the_field_named(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
-    config.write_text("poll:\n  interval: soon\ntargets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n")
+    config.write_text(
+        "poll:\n  interval: soon\ntargets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
+    )
     result = run_cli(f"--config.file={config}", "--web.listen-address=127.0.0.1:0")
     assert result.returncode == 1
     assert "poll.interval" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import re
 import shutil
 import subprocess
@@ -57,7 +56,9 @@ async def wait_for_all_polls(instance: Exporter) -> None:
 
 async def scrape(instance: Exporter, **headers: str) -> httpx.Response:
     async with httpx.AsyncClient() as client:
-        return await client.get(f"http://127.0.0.1:{instance.listener.port}/metrics", headers=headers)
+        return await client.get(
+            f"http://127.0.0.1:{instance.listener.port}/metrics", headers=headers
+        )
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -82,20 +83,55 @@ async def test_every_demo_gateway_reports_a_successful_poll(exporter: Exporter) 
 
 async def test_quota_gateway_shows_warning_and_error_levels(exporter: Exporter) -> None:
     text = (await scrape(exporter)).text
-    assert sample(text, "aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz2quota", item="VpnRouteQuota", level="warning") == 1
-    assert sample(text, "aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota", level="error") == 1
-    used = sample(text, "aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
-    limit = sample(text, "aliyun_vpn_quota_limit", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+    assert (
+        sample(
+            text,
+            "aliyun_vpn_diagnose_item_status",
+            vpn_gateway_id="vpn-hz2quota",
+            item="VpnRouteQuota",
+            level="warning",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            text,
+            "aliyun_vpn_diagnose_item_status",
+            vpn_gateway_id="vpn-hz2quota",
+            item="VpnIPsecQuota",
+            level="error",
+        )
+        == 1
+    )
+    used = sample(
+        text, "aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota"
+    )
+    limit = sample(
+        text, "aliyun_vpn_quota_limit", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota"
+    )
     assert 0.9 <= used / limit < 1.0
 
 
 async def test_unreachable_probe_has_no_rtt(exporter: Exporter) -> None:
     text = (await scrape(exporter)).text
-    assert sample(text, "aliyun_vpn_probe_reachable", vpn_gateway_id="vpn-hz3unreachable", item="VcoUserInternetIpConnectivity") == 0
-    assert not re.search(r'aliyun_vpn_probe_rtt_seconds\{[^}]*vpn_gateway_id="vpn-hz3unreachable"[^}]*item="VcoUserInternetIpConnectivity"', text)
+    assert (
+        sample(
+            text,
+            "aliyun_vpn_probe_reachable",
+            vpn_gateway_id="vpn-hz3unreachable",
+            item="VcoUserInternetIpConnectivity",
+        )
+        == 0
+    )
+    assert not re.search(
+        r'aliyun_vpn_probe_rtt_seconds\{[^}]*vpn_gateway_id="vpn-hz3unreachable"[^}]*item="VcoUserInternetIpConnectivity"',
+        text,
+    )
 
 
-async def test_gateway_without_diagnosis_is_available_zero_and_polled_fine(exporter: Exporter) -> None:
+async def test_gateway_without_diagnosis_is_available_zero_and_polled_fine(
+    exporter: Exporter,
+) -> None:
     text = (await scrape(exporter)).text
     assert sample(text, "aliyun_vpn_diagnose_available", vpn_gateway_id="vpn-hz4nodiag") == 0
     assert 'vpn_gateway_id="vpn-hz4nodiag",vpn_connection_id' not in text
@@ -104,20 +140,34 @@ async def test_gateway_without_diagnosis_is_available_zero_and_polled_fine(expor
 async def test_inconsistent_config_and_lossy_probe(exporter: Exporter) -> None:
     text = (await scrape(exporter)).text
     assert sample(text, "aliyun_vpn_config_consistent", vpn_gateway_id="vpn-sg1inconsistent") == 0
-    loss = sample(text, "aliyun_vpn_probe_packet_loss_ratio", vpn_gateway_id="vpn-sg2lossy", item="VcoPrivateConnectivity")
-    rtt = sample(text, "aliyun_vpn_probe_rtt_seconds", vpn_gateway_id="vpn-sg2lossy", item="VcoPrivateConnectivity")
+    loss = sample(
+        text,
+        "aliyun_vpn_probe_packet_loss_ratio",
+        vpn_gateway_id="vpn-sg2lossy",
+        item="VcoPrivateConnectivity",
+    )
+    rtt = sample(
+        text,
+        "aliyun_vpn_probe_rtt_seconds",
+        vpn_gateway_id="vpn-sg2lossy",
+        item="VcoPrivateConnectivity",
+    )
     assert 0.0 < loss < 0.5
     assert 0.05 < rtt < 1.0
 
 
 async def test_api_self_metrics_count_requests(exporter: Exporter) -> None:
     text = (await scrape(exporter)).text
-    assert sample(text, "aliyun_vpn_api_requests_total", action="GetVpnGatewayDiagnoseResult") >= len(DEMO_GATEWAYS)
+    assert sample(
+        text, "aliyun_vpn_api_requests_total", action="GetVpnGatewayDiagnoseResult"
+    ) >= len(DEMO_GATEWAYS)
     assert sample(text, "aliyun_vpn_build_info") == 1
 
 
 async def test_openmetrics_is_negotiated_and_ends_with_eof(exporter: Exporter) -> None:
-    response = await scrape(exporter, accept="application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+    response = await scrape(
+        exporter, accept="application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+    )
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.endswith("# EOF\n")
     assert 'aliyun_vpn_poll_success{target="default/cn-hangzhou"' in response.text
@@ -148,6 +198,8 @@ async def test_health_and_readiness(exporter: Exporter) -> None:
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 async def test_demo_exposition_passes_promtool_check_metrics(exporter: Exporter) -> None:
     text = (await scrape(exporter)).content
-    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stderr == b""

@@ -21,7 +21,9 @@ KEY = GatewayKey("default/cn-hangzhou", "cn-hangzhou", "vpn-a")
 BASE = 'target="default/cn-hangzhou",region_id="cn-hangzhou",vpn_gateway_id="vpn-a"'
 
 
-def diagnosis(connection: str = "vco-a", *, finished: int = 7, items: tuple[DiagnoseItem, ...] = ()) -> Diagnosis:
+def diagnosis(
+    connection: str = "vco-a", *, finished: int = 7, items: tuple[DiagnoseItem, ...] = ()
+) -> Diagnosis:
     return Diagnosis(
         vpn_gateway_id="vpn-a",
         diagnose_id="vpndgn-1",
@@ -39,7 +41,9 @@ ITEMS = (
     DiagnoseItem(
         "VcoPrivateConnectivity", Level.NORMAL, ProbeReading("192.168.1.1", "10.0.0.1", 0.012, 0.0)
     ),
-    DiagnoseItem("VcoUserInternetIpConnectivity", Level.ERROR, ProbeReading("", "1.2.3.4", None, 1.0)),
+    DiagnoseItem(
+        "VcoUserInternetIpConnectivity", Level.ERROR, ProbeReading("", "1.2.3.4", None, 1.0)
+    ),
     DiagnoseItem("VcoConfigConsistency", Level.ERROR, ConsistencyReading(False, 2)),
     DiagnoseItem("SomethingNew", None, UnknownReading()),
 )
@@ -65,8 +69,12 @@ def test_item_status_is_a_state_set_with_all_three_levels() -> None:
 
 def test_quota_series_are_gateway_scoped() -> None:
     out = text(polled(GatewayRecord(KEY), diagnosis(items=ITEMS)))
-    assert f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
-    assert f'aliyun_vpn_quota_limit{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 100\n' in out
+    assert (
+        f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+    )
+    assert (
+        f'aliyun_vpn_quota_limit{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 100\n' in out
+    )
 
 
 def test_probe_without_reply_has_no_rtt_and_is_unreachable() -> None:
@@ -77,7 +85,7 @@ def test_probe_without_reply_has_no_rtt_and_is_unreachable() -> None:
     )
     assert f"aliyun_vpn_probe_reachable{{{probe}}} 0\n" in out
     assert f"aliyun_vpn_probe_packet_loss_ratio{{{probe}}} 1\n" in out
-    assert 'aliyun_vpn_probe_rtt_seconds{' + probe not in out
+    assert "aliyun_vpn_probe_rtt_seconds{" + probe not in out
 
 
 def test_reachable_probe_exports_rtt_in_seconds() -> None:
@@ -103,19 +111,27 @@ def test_unknown_item_without_level_exports_no_item_series() -> None:
 
 def test_running_diagnosis_keeps_last_finished_items_and_shows_progress() -> None:
     finished = polled(GatewayRecord(KEY), diagnosis(items=ITEMS), at=100.0)
-    running = diagnosis(finished=3, items=(DiagnoseItem("VpnRouteQuota", Level.ERROR, QuotaReading("vpn_route", 99.0, 100.0)),))
+    running = diagnosis(
+        finished=3,
+        items=(DiagnoseItem("VpnRouteQuota", Level.ERROR, QuotaReading("vpn_route", 99.0, 100.0)),),
+    )
     out = text(polled(finished, running, at=200.0))
-    assert f'aliyun_vpn_diagnose_running{{{BASE}}} 1\n' in out
+    assert f"aliyun_vpn_diagnose_running{{{BASE}}} 1\n" in out
     assert f'aliyun_vpn_diagnose_items_finished{{{BASE},vpn_connection_id="vco-a"}} 3\n' in out
-    assert f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+    assert (
+        f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+    )
 
 
 def test_first_running_diagnosis_shows_its_finished_items_without_finish_time() -> None:
     running = diagnosis(finished=1, items=ITEMS[:1])
     out = text(polled(GatewayRecord(KEY), running))
-    assert f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+    assert (
+        f'aliyun_vpn_quota_used{{{BASE},item="VpnRouteQuota",quota_name="vpn_route"}} 85\n' in out
+    )
     assert "aliyun_vpn_diagnose_finish_timestamp_seconds{" not in out
-    assert f'aliyun_vpn_diagnose_begin_timestamp_seconds{{{BASE},vpn_connection_id="vco-a"}} 1700000000\n' in out
+    begin = "aliyun_vpn_diagnose_begin_timestamp_seconds"
+    assert f'{begin}{{{BASE},vpn_connection_id="vco-a"}} 1700000000\n' in out
 
 
 def test_stale_connection_is_dropped_but_fresh_one_stays() -> None:

@@ -70,9 +70,12 @@ class Rig:
         return None
 
     def failures(self, code: str) -> float:
-        return self.metrics.registry.get_sample_value(
-            "aliyun_vpn_api_request_failures_total", {"action": ACTION, "code": code}
-        ) or 0.0
+        return (
+            self.metrics.registry.get_sample_value(
+                "aliyun_vpn_api_request_failures_total", {"action": ACTION, "code": code}
+            )
+            or 0.0
+        )
 
 
 GATEWAYS = ["vpn-hz1healthy", "vpn-hz2quota", "vpn-hz3unreachable", "vpn-hz4nodiag", "vpn-nosuchgw"]
@@ -86,7 +89,9 @@ async def rig() -> AsyncIterator[Rig]:
         metrics = SelfMetrics()
         client = VpcClient(
             http,
-            StaticCredentialsProvider("default", Credential(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)),
+            StaticCredentialsProvider(
+                "default", Credential(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)
+            ),
             "cn-hangzhou",
             budgets=RateBudgets(share=1.0, sleep=no_sleep),
             metrics=metrics,
@@ -97,7 +102,9 @@ async def rig() -> AsyncIterator[Rig]:
         clock = FakeClock()
         fleet = Fleet(Exposition())
         keys = [GatewayKey(TARGET, "cn-hangzhou", g) for g in GATEWAYS]
-        fleet.configure_target(TARGET, keys, interval=60.0, effective_interval=60.0, stale_after=180.0)
+        fleet.configure_target(
+            TARGET, keys, interval=60.0, effective_interval=60.0, stale_after=180.0
+        )
         try:
             yield Rig(simulator, client, Poller(fleet, metrics, clock), fleet, metrics, clock)
         finally:
@@ -108,8 +115,19 @@ async def test_a_diagnosis_is_a_successful_poll_with_item_series(rig: Rig) -> No
     await rig.poll("vpn-hz1healthy")
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz1healthy") == 1
     assert rig.value("aliyun_vpn_diagnose_available", vpn_gateway_id="vpn-hz1healthy") == 1
-    assert rig.value("aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz1healthy", item="VpnRouteQuota", level="normal") == 1
-    assert rig.value("aliyun_vpn_poll_last_success_timestamp_seconds", vpn_gateway_id="vpn-hz1healthy") == rig.clock.wall
+    assert (
+        rig.value(
+            "aliyun_vpn_diagnose_item_status",
+            vpn_gateway_id="vpn-hz1healthy",
+            item="VpnRouteQuota",
+            level="normal",
+        )
+        == 1
+    )
+    assert (
+        rig.value("aliyun_vpn_poll_last_success_timestamp_seconds", vpn_gateway_id="vpn-hz1healthy")
+        == rig.clock.wall
+    )
 
 
 async def test_no_diagnosis_yet_is_success_with_available_zero(rig: Rig) -> None:
@@ -119,14 +137,24 @@ async def test_no_diagnosis_yet_is_success_with_available_zero(rig: Rig) -> None
     assert rig.value("aliyun_vpn_diagnose_running", vpn_gateway_id="vpn-hz4nodiag") == 0
 
 
-@pytest.mark.parametrize("code", ["IncorrectStatus.DiagnoseTimeout", "IncorrectStatus.VpnConnectionDeleted"])
+@pytest.mark.parametrize(
+    "code", ["IncorrectStatus.DiagnoseTimeout", "IncorrectStatus.VpnConnectionDeleted"]
+)
 async def test_failed_diagnosis_is_success_and_keeps_previous_data(rig: Rig, code: str) -> None:
     await rig.poll("vpn-hz2quota")
     rig.simulator.faults.add(Fault.error(code, status=400, action=ACTION, gateway="vpn-hz2quota"))
     rig.clock.advance(60)
     await rig.poll("vpn-hz2quota")
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz2quota") == 1
-    assert rig.value("aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota", level="error") == 1
+    assert (
+        rig.value(
+            "aliyun_vpn_diagnose_item_status",
+            vpn_gateway_id="vpn-hz2quota",
+            item="VpnIPsecQuota",
+            level="error",
+        )
+        == 1
+    )
     assert rig.failures(code) == 1
 
 
@@ -136,7 +164,10 @@ async def test_failed_diagnosis_is_success_and_keeps_previous_data(rig: Rig, cod
         (Fault.error("ServiceUnavailable", status=503, action=ACTION), "ServiceUnavailable"),
         (Fault.error("InternalError", status=500, action=ACTION), "InternalError"),
         (Fault.throttle(action=ACTION), "Throttling.User"),
-        (Fault.error("VpnGateway.Configuring", status=400, action=ACTION), "VpnGateway.Configuring"),
+        (
+            Fault.error("VpnGateway.Configuring", status=400, action=ACTION),
+            "VpnGateway.Configuring",
+        ),
         (Fault.error("Forbidden", status=403, action=ACTION), "Forbidden"),
         (Fault.truncated_json(action=ACTION), "InvalidResponse"),
         (Fault.html(status=502, action=ACTION), "InvalidResponse"),
@@ -144,14 +175,22 @@ async def test_failed_diagnosis_is_success_and_keeps_previous_data(rig: Rig, cod
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
-async def test_failure_is_poll_success_zero_and_keeps_last_good_values(rig: Rig, fault: Fault, code: str) -> None:
+async def test_failure_is_poll_success_zero_and_keeps_last_good_values(
+    rig: Rig, fault: Fault, code: str
+) -> None:
     await rig.poll("vpn-hz2quota")
     rig.simulator.faults.add(fault)
     rig.clock.advance(60)
     await rig.poll("vpn-hz2quota")
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz2quota") == 0
-    assert rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota") is not None
-    assert rig.value("aliyun_vpn_poll_last_success_timestamp_seconds", vpn_gateway_id="vpn-hz2quota") == rig.clock.wall - 60
+    assert (
+        rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+        is not None
+    )
+    assert (
+        rig.value("aliyun_vpn_poll_last_success_timestamp_seconds", vpn_gateway_id="vpn-hz2quota")
+        == rig.clock.wall - 60
+    )
     assert rig.failures(code) >= 1
 
 
@@ -165,7 +204,9 @@ async def test_one_gateways_failure_leaves_another_untouched(rig: Rig) -> None:
     await rig.poll("vpn-hz1healthy")
     await rig.poll("vpn-hz2quota")
     before = [line for line in rig.text().splitlines() if "vpn-hz1healthy" in line]
-    rig.simulator.faults.add(Fault.error("InternalError", status=500, action=ACTION, gateway="vpn-hz2quota"))
+    rig.simulator.faults.add(
+        Fault.error("InternalError", status=500, action=ACTION, gateway="vpn-hz2quota")
+    )
     await rig.poll("vpn-hz2quota")
     after = [line for line in rig.text().splitlines() if "vpn-hz1healthy" in line]
     assert before == after
@@ -178,26 +219,56 @@ async def test_item_series_are_dropped_once_stale_after_failed_polls(rig: Rig) -
     rig.clock.advance(120)
     await rig.poll("vpn-hz2quota")
     rig.fleet.sweep(rig.clock.time())
-    assert rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota") is not None
+    assert (
+        rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+        is not None
+    )
     rig.clock.advance(61)  # 181 s after the last good poll, stale_after is 180 s
     rig.fleet.sweep(rig.clock.time())
-    assert rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota") is None
-    assert rig.value("aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota", level="error") is None
+    assert (
+        rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+        is None
+    )
+    assert (
+        rig.value(
+            "aliyun_vpn_diagnose_item_status",
+            vpn_gateway_id="vpn-hz2quota",
+            item="VpnIPsecQuota",
+            level="error",
+        )
+        is None
+    )
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz2quota") == 0
 
 
-async def test_unreadable_description_is_counted_and_keeps_the_level(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unreadable_description_is_counted_and_keeps_the_level(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     rig.simulator.faults.add(
         Fault.bad_description(DescriptionMode.GARBAGE, item="VpnIPsecQuota", action=ACTION)
     )
     with caplog.at_level(logging.WARNING):
         await rig.poll("vpn-hz2quota")
         await rig.poll("vpn-hz2quota")
-    assert rig.metrics.registry.get_sample_value(
-        "aliyun_vpn_description_parse_errors_total", {"item": "VpnIPsecQuota"}
-    ) == 2
-    assert rig.value("aliyun_vpn_diagnose_item_status", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota", level="error") == 1
-    assert rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota") is None
+    assert (
+        rig.metrics.registry.get_sample_value(
+            "aliyun_vpn_description_parse_errors_total", {"item": "VpnIPsecQuota"}
+        )
+        == 2
+    )
+    assert (
+        rig.value(
+            "aliyun_vpn_diagnose_item_status",
+            vpn_gateway_id="vpn-hz2quota",
+            item="VpnIPsecQuota",
+            level="error",
+        )
+        == 1
+    )
+    assert (
+        rig.value("aliyun_vpn_quota_used", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+        is None
+    )
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz2quota") == 1
     logged = [r for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(logged) == 1, "logged once per change, not once per poll"
@@ -205,7 +276,9 @@ async def test_unreadable_description_is_counted_and_keeps_the_level(rig: Rig, c
     assert logged[0].fields["request_id"]  # type: ignore[attr-defined]
 
 
-async def test_failure_is_logged_once_per_incident_and_recovery_once(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+async def test_failure_is_logged_once_per_incident_and_recovery_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     fault = rig.simulator.faults.add(Fault.error("InternalError", status=500, action=ACTION))
     with caplog.at_level(logging.INFO, logger="exporter.poller"):
         for _ in range(3):
@@ -224,4 +297,7 @@ async def test_retried_throttling_that_recovers_is_a_successful_poll(rig: Rig) -
     await rig.poll("vpn-hz1healthy")
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz1healthy") == 1
     assert rig.failures("Throttling.User") == 1
-    assert rig.metrics.registry.get_sample_value("aliyun_vpn_api_requests_total", {"action": ACTION}) == 2
+    assert (
+        rig.metrics.registry.get_sample_value("aliyun_vpn_api_requests_total", {"action": ACTION})
+        == 2
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -40,7 +41,9 @@ class RecordingSource:
         )
 
 
-def make(clock: FakeClock, source: RecordingSource, gateways: int, interval: float) -> tuple[PollScheduler, TargetPlan]:
+def make(
+    clock: FakeClock, source: RecordingSource, gateways: int, interval: float
+) -> tuple[PollScheduler, TargetPlan]:
     fleet = Fleet(Exposition())
     plan = TargetPlan(
         name="default/cn-hangzhou",
@@ -52,7 +55,13 @@ def make(clock: FakeClock, source: RecordingSource, gateways: int, interval: flo
         stale_after=3 * interval,
     )
     scheduler = PollScheduler([plan], Poller(fleet, SelfMetrics(), clock), fleet, clock)
-    fleet.configure_target(plan.name, plan.keys, interval=interval, effective_interval=interval, stale_after=3 * interval)
+    fleet.configure_target(
+        plan.name,
+        plan.keys,
+        interval=interval,
+        effective_interval=interval,
+        stale_after=3 * interval,
+    )
     return scheduler, plan
 
 
@@ -73,7 +82,7 @@ async def test_cycle_spreads_polls_evenly_over_the_interval() -> None:
     await drain()
     offsets = [at - start for _, at in source.calls]
     assert [g for g, _ in source.calls] == ["vpn-0", "vpn-1", "vpn-2", "vpn-3"]
-    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
     assert gaps == pytest.approx([15.0, 15.0, 15.0])
     assert 0 <= offsets[0] < 15.0
     assert offsets[-1] < 60.0, "the cycle must end before the next one is due"

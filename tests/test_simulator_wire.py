@@ -150,7 +150,8 @@ async def served(scenario: Scenario, clock: ManualClock) -> AsyncIterator[Served
     simulator = Simulator(scenario, clock=clock)
     async with (
         SimulatorServer(simulator) as server,
-        httpx.AsyncClient(timeout=10) as http,
+        # plain HTTP on loopback: verify=False spares building a TLS context per test
+        httpx.AsyncClient(timeout=10, verify=False) as http,
     ):
         yield Served(simulator, server, clock, SignedClient(http, server, clock))
 
