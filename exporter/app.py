@@ -151,10 +151,8 @@ class Exporter:
         await self.http.aclose()
 
     def health(self) -> tuple[bool, str]:
-        """Liveness: the scheduler runs its jobs."""
-        if not self.scheduler.alive:
-            return False, "scheduler is not running"
-        return True, "ok"
+        """Liveness: the scheduler runs and poll cycles keep starting."""
+        return self.scheduler.liveness()
 
     def readiness(self) -> tuple[bool, str]:
         """Readiness: config loaded, listener up, scheduler running; polls are not awaited."""

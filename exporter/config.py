@@ -540,7 +540,9 @@ class Config(StrictModel):
                         )
                     )
         _raise_problems(problems)
-        return tuple(_with_default_name(target, named) for target in targets)
+        return tuple(
+            _with_default_name(index, target, named) for index, target in enumerate(targets)
+        )
 
     @model_validator(mode="after")
     def _needs_targets(self) -> Config:
@@ -581,8 +583,9 @@ def _base_profile_problem(
     return "profiles must not assume roles in a loop: " + " -> ".join([*seen, base])
 
 
-def _with_default_name(target: Target, taken: dict[str, int]) -> Target:
-    """`target`, named `<profile>/<region_id>` (`#2`, `#3`... if taken) unless it has a name."""
+def _with_default_name(index: int, target: Target, taken: dict[str, int]) -> Target:
+    """`target`, named `<profile>/<region_id>` (`#2`, `#3`... if taken) unless it has a
+    name; `taken` maps the names given so far to their targets' indexes."""
     if target.name:
         return target
     base = name = f"{target.credentials}/{target.region_id}"
@@ -590,7 +593,7 @@ def _with_default_name(target: Target, taken: dict[str, int]) -> Target:
     while name in taken:
         suffix += 1
         name = f"{base}#{suffix}"
-    taken[name] = -1
+    taken[name] = index
     return target.model_copy(update={"name": name})
 
 

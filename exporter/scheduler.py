@@ -76,6 +76,7 @@ class PollScheduler:
         self._skip_until: dict[GatewayKey, float] = {}
         self.polls_started = 0
         self._cycles_begun: set[str] = set()
+        self._last_cycle: dict[str, float] = {}
 
     def start(self) -> None:
         """Register the targets with the fleet and start polling at once."""
@@ -124,16 +125,26 @@ class PollScheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    @property
-    def alive(self) -> bool:
-        """The scheduler runs and its jobs are registered."""
-        return bool(self.scheduler.running and self.scheduler.get_jobs())
+    def liveness(self) -> tuple[bool, str]:
+        """Whether the scheduler runs and every target's cycles keep starting on time."""
+        if not (self.scheduler.running and self.scheduler.get_jobs()):
+            return False, "scheduler is not running"
+        now = self.clock.monotonic()
+        for plan in self.plans:
+            started = self._last_cycle.get(plan.name)
+            if started is not None and now - started > 2 * plan.effective_interval + 60:
+                return (
+                    False,
+                    f"no poll cycle of target {plan.name} started since {now - started:.0f}s",
+                )
+        return True, "ok"
 
     def sweep(self) -> None:
         self.fleet.sweep(self.clock.time())
 
     async def run_cycle(self, plan: TargetPlan) -> None:
         """Launch one poll per gateway of `plan`, evenly spaced over its interval."""
+        self._last_cycle[plan.name] = self.clock.monotonic()
         keys = plan.keys
         if not keys:
             return

@@ -32,6 +32,14 @@ from exporter.errors import ApiTimeout, CloudError, CredentialsError, InvalidRes
 from exporter.ratelimit import RateBudgets
 from exporter.retry import RetryPolicy, parse_retry_after
 from exporter.self_metrics import SelfMetrics
+from exporter.simulator import (
+    DEMO_ACCESS_KEY_ID,
+    DEMO_ACCESS_KEY_SECRET,
+    Fault,
+    Simulator,
+    SimulatorServer,
+    demo_scenario,
+)
 from tests.fakes import FakeClock
 
 ACTION = "GetVpnGatewayDiagnoseResult"
@@ -773,3 +781,186 @@ async def test_requests_go_through_the_configured_proxy(
     assert request.path.startswith("http://vpc.cn-hangzhou.example/?")
     assert request.headers["host"] == "vpc.cn-hangzhou.example"
     assert request.params["VpnGatewayId"] == "vpn-1"
+
+
+# --- against the simulator ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def simulator(clock: FakeClock) -> AsyncIterator[SimulatorServer]:
+    """The demo fleet on loopback, on the same fake wall clock as the client (dates,
+    throttling windows and diagnoses follow it)."""
+    async with SimulatorServer(Simulator(demo_scenario(), clock=clock.time)) as server:
+        yield server
+
+
+@pytest.fixture
+def sim_client(
+    simulator: SimulatorServer, make_client: Callable[..., VpcClient], clock: FakeClock
+) -> Callable[..., VpcClient]:
+    def make(**overrides: Any) -> VpcClient:
+        settings: dict[str, Any] = {
+            "endpoint": simulator.url,
+            "credentials": StaticCredentials(
+                Credential(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)
+            ),
+            "budgets": RateBudgets(clock=clock.monotonic, sleep=clock.sleep),
+            **overrides,
+        }
+        return make_client(**settings)
+
+    return make
+
+
+async def test_the_simulator_accepts_our_signature_and_serves_the_demo_diagnosis(
+    simulator: SimulatorServer, sim_client: Callable[..., VpcClient]
+) -> None:
+    result = await sim_client().get_vpn_gateway_diagnose_result(vpn_gateway_id="vpn-hz1healthy")
+
+    assert result["VpnGatewayId"] == "vpn-hz1healthy"
+    assert len(result["DiagnoseResult"]) == 7
+    [request] = simulator.simulator.requests
+    assert (request.action, request.signature_version, request.status) == (
+        "GetVpnGatewayDiagnoseResult",
+        "v3",
+        200,
+    )
+    assert request.params == {"RegionId": "cn-hangzhou", "VpnGatewayId": "vpn-hz1healthy"}
+
+
+async def test_odd_characters_pass_the_simulators_signature_check(
+    simulator: SimulatorServer, sim_client: Callable[..., VpcClient]
+) -> None:
+    odd = "a b+c/d*e~f%g&h=i;ü☃'()!"
+
+    result = await sim_client().describe_vpn_gateways(vpc_id=odd, tags={odd: odd, "env": "demo"})
+
+    assert result["TotalCount"] == 0
+    [request] = simulator.simulator.requests
+    assert request.status == 200
+    assert request.params["VpcId"] == odd
+    assert request.params["Tag.1.Key"] == odd
+
+
+async def test_an_sts_credential_is_accepted(
+    simulator: SimulatorServer, sim_client: Callable[..., VpcClient]
+) -> None:
+    simulator.simulator.add_key_pair("STS.id", "sts-secret", security_token="sts-token")
+    credentials = StaticCredentials(Credential("STS.id", "sts-secret", "sts-token"))
+
+    result = await sim_client(credentials=credentials).describe_vpn_gateways(tags={"env": "demo"})
+
+    assert result["TotalCount"] == 6
+
+
+async def test_a_wrong_secret_is_signature_does_not_match_and_not_retried(
+    simulator: SimulatorServer, sim_client: Callable[..., VpcClient], metrics: SelfMetrics
+) -> None:
+    credentials = StaticCredentials(Credential(DEMO_ACCESS_KEY_ID, "wrong"))
+
+    with pytest.raises(CloudError) as caught:
+        await sim_client(credentials=credentials).describe_vpn_gateways()
+
+    assert (caught.value.status, caught.value.code) == (400, "SignatureDoesNotMatch")
+    assert caught.value.request_id
+    assert len(simulator.simulator.requests) == 1
+    assert failures(metrics, "SignatureDoesNotMatch", "DescribeVpnGateways") == 1
+
+
+async def test_a_gateway_without_diagnosis_is_a_not_found_answer(
+    sim_client: Callable[..., VpcClient],
+) -> None:
+    with pytest.raises(CloudError) as caught:
+        await sim_client().get_vpn_gateway_diagnose_result(vpn_gateway_id="vpn-hz4nodiag")
+
+    assert (caught.value.status, caught.value.code) == (404, "InvalidVpnGatewayId.NotFound")
+
+
+async def test_the_simulators_throttling_is_retried_after_its_retry_after(
+    simulator: SimulatorServer,
+    sim_client: Callable[..., VpcClient],
+    clock: FakeClock,
+    metrics: SelfMetrics,
+) -> None:
+    simulator.simulator.faults.add(Fault.throttle(action=ACTION, retry_after_ms=1500, times=1))
+
+    await sim_client(rand=lambda: 0.0).get_vpn_gateway_diagnose_result(
+        vpn_gateway_id="vpn-hz1healthy"
+    )
+
+    assert [r.code for r in simulator.simulator.requests] == ["Throttling.User", None]
+    assert sum(clock.sleeps) >= 1.5
+    assert failures(metrics, "Throttling.User") == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "code"),
+    [
+        (Fault.reset(action=ACTION, times=1), NetworkError, "NetworkError"),
+        (Fault.timeout(action=ACTION, times=1), ApiTimeout, "Timeout"),
+        (Fault.html(action=ACTION, times=1), InvalidResponse, "InvalidResponse"),
+        (Fault.error(status=503, action=ACTION, times=1), CloudError, "ServiceUnavailable"),
+        (
+            Fault.error("VpnGateway.Configuring", action=ACTION, times=1),
+            CloudError,
+            "VpnGateway.Configuring",
+        ),
+    ],
+    ids=["reset", "timeout", "html-502", "503", "configuring"],
+)
+async def test_the_simulators_transient_faults_are_retried(
+    simulator: SimulatorServer,
+    sim_client: Callable[..., VpcClient],
+    metrics: SelfMetrics,
+    fault: Fault,
+    error: type[Exception],
+    code: str,
+) -> None:
+    simulator.simulator.faults.add(fault)
+
+    result = await sim_client(timeout=0.2).get_vpn_gateway_diagnose_result(
+        vpn_gateway_id="vpn-hz1healthy"
+    )
+
+    assert result["VpnGatewayId"] == "vpn-hz1healthy"
+    assert requests_total(metrics) == 2
+    assert failures(metrics, code) == 1
+
+
+async def test_the_simulators_truncated_json_is_an_invalid_response(
+    simulator: SimulatorServer, sim_client: Callable[..., VpcClient]
+) -> None:
+    simulator.simulator.faults.add(Fault.truncated_json(action=ACTION))
+
+    with pytest.raises(InvalidResponse):
+        await sim_client().get_vpn_gateway_diagnose_result(vpn_gateway_id="vpn-hz1healthy")
+
+    assert len(simulator.simulator.requests) == 1
+
+
+async def test_the_default_budget_is_never_throttled_by_the_published_limit(
+    simulator: SimulatorServer, sim_client: Callable[..., VpcClient], clock: FakeClock
+) -> None:
+    client = sim_client()
+    started = clock.monotonic()
+
+    for _ in range(150):
+        await client.get_vpn_gateway_diagnose_result(vpn_gateway_id="vpn-hz1healthy")
+
+    codes = [request.code for request in simulator.simulator.requests]
+    assert codes == [None] * 150
+    assert clock.monotonic() - started == pytest.approx(149 * 60 / 96)
+
+
+async def test_a_budget_above_the_limit_is_slowed_by_throttling_and_never_hammers(
+    simulator: SimulatorServer, sim_client: Callable[..., VpcClient], clock: FakeClock
+) -> None:
+    budgets = RateBudgets({ACTION: (240, 60.0)}, clock=clock.monotonic, sleep=clock.sleep)
+    client = sim_client(budgets=budgets)
+
+    for _ in range(300):
+        await client.get_vpn_gateway_diagnose_result(vpn_gateway_id="vpn-hz1healthy")
+
+    codes = [request.code for request in simulator.simulator.requests]
+    assert 1 <= codes.count("Throttling.User") <= 5
+    assert client.rate_per_second(ACTION) < budgets.rate_per_second(ACTION)

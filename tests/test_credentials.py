@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -190,6 +191,14 @@ async def test_default_chain_with_no_source_says_which_profile_and_what_was_trie
     assert "profile 'default' (source default): no credentials" in message
     assert "credentials_file:" in message
     assert "cli_profile" not in message
+
+
+def test_library_log_lines_go_through_the_exporters_logging_only(
+    environ: dict[str, str],
+) -> None:
+    build_providers(config_with(DEFAULT_ONLY), environ)
+
+    assert logging.getLogger("credentials").handlers == []
 
 
 def test_cli_profile_is_tried_unless_disabled(environ: dict[str, str]) -> None:

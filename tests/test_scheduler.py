@@ -135,3 +135,20 @@ def test_effective_interval_stretches_when_budget_is_short() -> None:
     # 1,000 gateways at 96 calls/min cannot be polled every 5 minutes.
     assert effective_interval(300.0, 1000, 96 / 60) == pytest.approx(625.0)
     assert effective_interval(300.0, 50, 96 / 60) == 300.0
+
+
+async def test_liveness_fails_when_cycles_stop_starting() -> None:
+    clock = FakeClock()
+    source = RecordingSource(clock)
+    scheduler, plan = make(clock, source, gateways=1, interval=60.0)
+    assert scheduler.liveness() == (False, "scheduler is not running")
+    scheduler.start()
+    try:
+        await scheduler.run_cycle(plan)
+        assert scheduler.liveness() == (True, "ok")
+        clock.advance(2 * 60 + 61)
+        ok, detail = scheduler.liveness()
+        assert not ok
+        assert "default/cn-hangzhou" in detail
+    finally:
+        await scheduler.stop()
