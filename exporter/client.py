@@ -105,8 +105,8 @@ class _NoCookies(httpx.Cookies):
 class _CookielessAsyncClient(httpx.AsyncClient):
     """An `httpx.AsyncClient` that keeps no cookies.
 
-    The API's load balancers set cookies a signed API client does not need back, and httpx
-    would parse every response for them (about 14 µs a call, a twentieth of a call's CPU).
+    A signed API client has no use for them, and httpx would otherwise parse every response
+    for `Set-Cookie` (about 14 µs a call, some 4 % of a call's CPU).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -140,7 +140,8 @@ def make_http_client(
     - proxy: only the explicit `proxy` (an `http://` URL, with optional user:password);
       `HTTP(S)_PROXY`/`NO_PROXY` are not read: a single proxy serves every request, and
       aiohttp's own environment lookup costs a thread hop per request. No SOCKS.
-    - TLS: verified against `ca_file` alone when given, else the system's and certifi's CAs.
+    - TLS: verified against `ca_file` alone when given, else certifi's CAs (or
+      `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, as httpx reads them).
     - HTTP/1.1 only; no cookies are kept.
     """
     ssl_context = (
@@ -154,7 +155,12 @@ def make_http_client(
         connector = aiohttp.TCPConnector(
             limit=max_connections, keepalive_timeout=keepalive_expiry, ssl=ssl_context
         )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # aiohttp would label the empty body `application/octet-stream`, unsigned.
+            skip_auto_headers=("Content-Type",),
+        )
 
     transport = AiohttpTransport(
         verify=ssl_context,

@@ -180,7 +180,7 @@ def test_a_sync_client_is_refused() -> None:
         client.post("http://127.0.0.1:9/", auth=auth)
 
 
-async def test_every_host_and_x_acs_header_on_the_wire_is_signed(
+async def test_every_host_x_acs_and_content_type_header_on_the_wire_is_signed(
     capture: CaptureServer, http: httpx.AsyncClient
 ) -> None:
     credentials = StaticCredentials(Credential("id", "secret", security_token="token"))
@@ -191,7 +191,11 @@ async def test_every_host_and_x_acs_header_on_the_wire_is_signed(
     [wire] = capture.requests
     fields = parse_v3_authorization(wire.headers["authorization"])
     assert fields is not None
-    sent = {name for name in wire.header_names if name == "host" or name.startswith("x-acs-")}
+    sent = {
+        name
+        for name in wire.header_names
+        if name in ("host", "content-type") or name.startswith("x-acs-")
+    }
     assert sent == {
         "host",
         "x-acs-action",

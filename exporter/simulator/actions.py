@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import ModuleType
 
-from exporter.simulator import diagnose, gateways
+from exporter.simulator import diagnose, gateways, routes
 from exporter.simulator.call import Handler
 
 API_VERSION = "2016-04-28"
 
-GROUPS: tuple[ModuleType, ...] = (diagnose, gateways)
+GROUPS: tuple[ModuleType, ...] = (diagnose, gateways, routes)
 
 
 def _merge(groups: tuple[ModuleType, ...]) -> dict[str, Handler]:

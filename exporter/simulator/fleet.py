@@ -46,6 +46,17 @@ class Connection:
     create_time_ms: int
     state: str
     tags: dict[str, str] = field(default_factory=dict)
+    busy_until: float | None = None
+    """While a route change runs (`state` is `updating`): when it ends."""
+
+    def settle(self, now: float) -> Connection:
+        """End a route change whose time has come (back to `attached`); return self.
+
+        Lazy, so the simulator clock alone decides, and tests move it instead of sleeping.
+        """
+        if self.busy_until is not None and now >= self.busy_until:
+            self.state, self.busy_until = "attached", None
+        return self
 
 
 @dataclass(slots=True, eq=False)

@@ -136,7 +136,13 @@ def describe_vpn_connections(call: Call) -> dict[str, Any]:
             for c in matches
             if all(k in c.tags and (v is None or c.tags[k] == v) for k, v in tags)
         ]
-    return _paged(call, matches, connection_json, "VpnConnections", "VpnConnection")
+    return _paged(
+        call,
+        matches,
+        lambda connection: connection_json(connection.settle(call.now)),
+        "VpnConnections",
+        "VpnConnection",
+    )
 
 
 ACTIONS: dict[str, Handler] = {

@@ -74,6 +74,27 @@ KNOWN_ERRORS: dict[str, tuple[int, str]] = {
         404,
         "The specified vpn connection instance id does not exist.",
     ),
+    "Resource.QuotaFull": (400, "The quota of resource is full"),
+    "VpnConnection.Configuring": (400, "The specified service is configuring."),
+    "VpnConnection.FinancialLocked": (400, "The specified service is financial locked."),
+    "VpnRouteEntry.AlreadyExists": (400, "The specified route entry is already exist."),
+    "VpnRouteEntry.Conflict": (400, "The specified route entry has conflict."),
+    "VpnRouteEntry.ConflictSSL": (400, "The specified route entry has conflict with SSL client."),
+    "VpnRouteEntry.BackupRoute": (400, "Validate backup route entry failed."),
+    "InvalidNextHop.NotFound": (400, "The specified NextHop does not exist."),
+    "IllegalParam.RouteDest": (400, "The specified RouteDest is invalid"),
+    "OperationFailed.InvalidCidrBlock": (
+        400,
+        "Operation failed because the specified network block is invalid.",
+    ),
+    "QuotaExceeded.VpnRouteEntry": (
+        400,
+        "The number of route entries to the VPN gateway in the VPC routing table has reached "
+        "the quota limit.",
+    ),
+    "TaskConflict": (400, "The operation is too frequent, please wait a moment and try again."),
+    "Forbbiden.SubUser": (403, "User not authorized to operate on the specified resource."),
+    "DryRunOperation": (400, "Request validation has been passed with DryRun flag set."),
 }
 
 DEFAULT_CODE_FOR_STATUS = {

@@ -117,6 +117,22 @@ class DiagnosisSettings(_Model):
     rediagnose_every: float = Field(default=60.0, gt=0)
 
 
+class RouteSettings(_Model):
+    """How the destination-route actions (`routes.py`) behave.
+
+    ASSUMPTION: the API pages give none of these numbers; they are the simulator's.
+    """
+
+    settle_seconds: float = Field(default=5.0, ge=0)
+    """How long a connection stays `updating` after a route is created or deleted."""
+    connection_quota: int = Field(default=50, ge=1)
+    """Routes per connection before `Resource.QuotaFull`."""
+    region_quota: int = Field(default=200, ge=1)
+    """Routes per account and region before `QuotaExceeded.VpnRouteEntry`."""
+    ssl_client_cidrs: list[str] = []
+    """SSL-VPN client pools a route must not overlap (`VpnRouteEntry.ConflictSSL`)."""
+
+
 class GeneratorSpec(_Model):
     """A generated fleet: `gateways` gateways spread over `regions`, reproducible by `seed`."""
 
@@ -138,6 +154,8 @@ class Scenario(_Model):
     """Whether throttled answers carry `x-acs-retry-after` (milliseconds)."""
     faults: list[Fault] = []
     """Faults in force from the start."""
+    routes: RouteSettings = RouteSettings()
+    """CreateVcoRouteEntry and its neighbours."""
 
     @model_validator(mode="after")
     def _ids_unique(self) -> Self:
