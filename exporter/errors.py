@@ -69,11 +69,11 @@ class ApiError(Exception):
 
 
 class CloudError(ApiError):
-    """The API answered with its error body (`Code`, `Message`, `RequestId`)."""
+    """The API answered with its error body (`Code`, `Message`, `RequestId`).
 
-    @property
-    def metric_code(self) -> str:  # type: ignore[override]
-        return self.code or "other"
+    Its metric label comes from `exporter.client.failure_code`, which keeps the label set
+    bounded to documented codes.
+    """
 
     @property
     def transient(self) -> bool:

@@ -574,7 +574,7 @@ def gateway_detail() -> dashboard.Dashboard:
                 "Diagnosis running",
                 "Whether the latest diagnosis is still running.",
                 query(
-                    f"aliyun_vpn_diagnose_running{{{GATEWAYS}}}", CONNECTION_LEGEND, instant=True
+                    f"aliyun_vpn_diagnose_running{{{GATEWAYS}}}", "{{vpn_gateway_id}}", instant=True
                 ),
             )
             .color_mode(BigValueColorMode.VALUE)
