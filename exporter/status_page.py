@@ -14,23 +14,25 @@ from exporter import __version__
 from exporter.diagnosis import Level
 from exporter.state import GatewayRecord
 
-ITEM_ORDER = (
-    "VpnRouteQuota",
-    "VpnIPsecQuota",
-    "VpnPbrRouteQuota",
-    "RouteEntryConflict",
-    "VcoConfigConsistency",
-    "VcoUserInternetIpConnectivity",
-    "VcoPrivateConnectivity",
-)
+ITEM_TITLES = {
+    "VpnRouteQuota": "route quota",
+    "VpnIPsecQuota": "IPsec quota",
+    "VpnPbrRouteQuota": "policy route quota",
+    "RouteEntryConflict": "route conflicts",
+    "VcoConfigConsistency": "config consistency",
+    "VcoUserInternetIpConnectivity": "public IP probe",
+    "VcoPrivateConnectivity": "private probe",
+}
+"""Short column titles; the full `DiagnoseName` is each column's tooltip."""
+ITEM_ORDER = tuple(ITEM_TITLES)
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1d232a}
-table{border-collapse:collapse;font-size:.9rem}th,td{border:1px solid #ccd;padding:.3rem .5rem}
-th{background:#f2f4f7;text-align:left}
+table{border-collapse:collapse;font-size:.85rem}th,td{border:1px solid #ccd;padding:.3rem .5rem}
+th{background:#f2f4f7;text-align:left;font-weight:600}td.id{white-space:nowrap;font-family:monospace}
 td.level-normal{background:#d7f5dd}td.level-warning{background:#ffe9a8}
 td.level-error{background:#ffc9c9}td.level-none{color:#889}
 td.poll-ok{color:#1b7d33}td.poll-failed{color:#b00020;font-weight:600}
-.error{font-family:monospace;font-size:.8rem;max-width:28rem;word-break:break-word}
+.error{font-family:monospace;font-size:.8rem;min-width:16rem;max-width:32rem}
 """
 
 
@@ -59,19 +61,20 @@ def _row(record: GatewayRecord, items: list[str]) -> str:
         cells.append(f'<td class="{css}" data-item="{escape(item)}">{escape(level or "-")}</td>')
     poll = record.last_poll
     if poll is None:
-        outcome, css, error = "pending", "poll-pending", ""
+        outcome, css, code, error = "pending", "poll-pending", "", ""
     else:
         outcome = "ok" if poll.success else "failed"
         css = "poll-ok" if poll.success else "poll-failed"
-        error = poll.error or ""
+        code, error = poll.error_code or "", poll.error or ""
     available = {None: "unknown", True: "yes", False: "no diagnosis"}[record.available]
     return (
         f'<tr data-gateway="{escape(key.vpn_gateway_id)}">'
-        f"<td>{escape(key.target)}</td><td>{escape(key.region_id)}</td>"
-        f"<td>{escape(key.vpn_gateway_id)}</td><td>{escape(available)}</td>"
+        f'<td class="id">{escape(key.target)}</td><td class="id">{escape(key.region_id)}</td>'
+        f'<td class="id">{escape(key.vpn_gateway_id)}</td><td>{escape(available)}</td>'
         + "".join(cells)
-        + f'<td>{_time(poll.finished_at if poll else None)}</td><td class="{css}">{outcome}</td>'
-        f'<td class="error">{escape(error)}</td></tr>'
+        + f'<td class="id">{_time(poll.finished_at if poll else None)}</td>'
+        f'<td class="{css}">{outcome}</td>'
+        f'<td class="error" title="{escape(error)}">{escape(code)}</td></tr>'
     )
 
 
@@ -80,7 +83,9 @@ def render_status_page(records: Iterable[GatewayRecord]) -> str:
     rows = sorted(records, key=lambda r: (r.key.target, r.key.vpn_gateway_id))
     extra = sorted({name for r in rows for name in _item_levels(r)} - set(ITEM_ORDER))
     items = [*ITEM_ORDER, *extra]
-    header = "".join(f"<th>{escape(item)}</th>" for item in items)
+    header = "".join(
+        f'<th title="{escape(item)}">{escape(ITEM_TITLES.get(item, item))}</th>' for item in items
+    )
     body = "\n".join(_row(record, items) for record in rows)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>aliyun-vpn-exporter</title>

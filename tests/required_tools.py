@@ -29,9 +29,14 @@ def _missing(what: str, install: str) -> None:
     pytest.skip(message)
 
 
+def find(name: str) -> str | None:
+    """Path of executable `name`, also looked for beside this Python (a virtual environment)."""
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+
+
 def tool(name: str, install: str) -> str:
-    """Path of executable `name`: also looked for beside this Python (a virtual environment)."""
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    """Path of executable `name`, or skip (fail under CI) saying how to install it."""
+    found = find(name)
     if found is None:
         _missing(name, install)
         raise AssertionError("unreachable")

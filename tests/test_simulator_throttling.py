@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -118,7 +119,8 @@ async def test_scenario_can_throttle_without_the_retry_after_header(served: Serv
     assert "x-acs-retry-after" not in response.headers
 
 
-async def serve(simulator: Simulator, clock: ManualClock) -> AsyncIterator[SignedClient]:
+@contextlib.asynccontextmanager
+async def serving(simulator: Simulator, clock: ManualClock) -> AsyncIterator[SignedClient]:
     async with (
         SimulatorServer(simulator) as server,
         httpx.AsyncClient(verify=False) as http,
@@ -128,7 +130,7 @@ async def serve(simulator: Simulator, clock: ManualClock) -> AsyncIterator[Signe
 
 async def test_throttling_off_never_throttles(clock: ManualClock) -> None:
     simulator = Simulator(limited(GetVpnGatewayDiagnoseResult=1), clock=clock, throttling=False)
-    async for client in serve(simulator, clock):
+    async with serving(simulator, clock) as client:
         for _ in range(5):
             assert (await client.call(GET, **HZ1)).status_code == 200
 
@@ -141,7 +143,7 @@ async def test_throttling_limits_given_to_the_simulator_override_the_scenarios(
         clock=clock,
         throttling={"GetVpnGatewayDiagnoseResult": 2},
     )
-    async for client in serve(simulator, clock):
+    async with serving(simulator, clock) as client:
         codes = [(await client.call(GET, **HZ1)).status_code for _ in range(3)]
         assert codes == [200, 200, 400]
 

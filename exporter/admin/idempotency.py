@@ -26,6 +26,8 @@ class StoredAnswer:
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...]
+    failure_reason: str | None = None
+    """The `reason` label when the answer is a failure (a replay counts it again)."""
 
 
 class IdempotencyKeyReused(Exception):
@@ -42,9 +44,7 @@ class _Entry:
 class IdempotencyStore:
     """Answers by `Idempotency-Key`, shared by the requests that carry the same key."""
 
-    def __init__(
-        self, *, ttl: float, max_entries: int, clock: Callable[[], float]
-    ) -> None:
+    def __init__(self, *, ttl: float, max_entries: int, clock: Callable[[], float]) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
         self._clock = clock

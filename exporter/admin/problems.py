@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from exporter.errors import AUTH_CODES, ApiError, ApiTimeout, CloudError, CredentialsError
 
@@ -68,6 +69,7 @@ INVALID_ROUTE = ProblemType("invalid-route", 422, "The cloud refused the route a
 IDEMPOTENCY_KEY_REUSED = ProblemType(
     "idempotency-key-reused", 422, "The Idempotency-Key was used for another request"
 )
+INTERNAL_ERROR = ProblemType("internal-error", 500, "A bug in the exporter; see its log")
 UPSTREAM_PERMISSION_DENIED = ProblemType(
     "upstream-permission-denied", 502, "The exporter's cloud identity lacks a permission"
 )
@@ -96,6 +98,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     NOT_ATTACHED,
     INVALID_ROUTE,
     IDEMPOTENCY_KEY_REUSED,
+    INTERNAL_ERROR,
     UPSTREAM_PERMISSION_DENIED,
     UPSTREAM_AUTHENTICATION_FAILED,
     UPSTREAM_ERROR,
@@ -208,11 +211,13 @@ class ProblemError(Exception):
             invalid_params=list(self.invalid_params) or None,
         )
 
-    def response_headers(self) -> dict[str, str]:
+    def response(self, instance: str | None = None) -> Response:
+        """The problem as an `application/problem+json` answer."""
         headers = dict(self.headers)
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
-        return headers
+        body = self.document(instance).model_dump_json(exclude_none=True)
+        return Response(body, self.kind.status, headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def retry_after_seconds(error: ApiError, default: float) -> int:

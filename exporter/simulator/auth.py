@@ -21,9 +21,8 @@ from exporter.simulator.scenario import KeyPair
 
 MAX_CLOCK_SKEW = 15 * 60
 """Seconds a request's date may be off the server's clock (`IllegalTimestamp` beyond)."""
-NONCE_WINDOW = 2 * MAX_CLOCK_SKEW
-"""Nonces are remembered this long: a request replayed later fails on its date instead."""
 MAX_NONCES = 1_000_000
+"""A bound on remembered nonces whatever the request rate (the oldest go first)."""
 
 V3_REQUIRED_HEADERS = (
     "host",
@@ -80,21 +79,24 @@ class _Key:
 
 
 class _NonceWindow:
-    """Nonces seen in the last `NONCE_WINDOW` seconds (and at most `MAX_NONCES`)."""
+    """Nonces of requests whose date is still acceptable.
+
+    A nonce is kept until its request's date is more than `MAX_CLOCK_SKEW` in the past:
+    a replay after that fails on its date (`IllegalTimestamp`) anyway.
+    """
 
     def __init__(self) -> None:
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._expiry: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    def use(self, access_key_id: str, nonce: str, now: float) -> bool:
-        """Record a nonce; False when it was used already within the window."""
-        while self._seen and (
-            len(self._seen) >= MAX_NONCES or next(iter(self._seen.values())) < now - NONCE_WINDOW
-        ):
-            self._seen.popitem(last=False)
+    def use(self, access_key_id: str, nonce: str, sent: float, now: float) -> bool:
+        """Record a nonce; False when it was used already."""
+        expiry = self._expiry
+        while expiry and (len(expiry) >= MAX_NONCES or next(iter(expiry.values())) < now):
+            expiry.popitem(last=False)
         key = (access_key_id, nonce)
-        if key in self._seen:
+        if key in expiry:
             return False
-        self._seen[key] = now
+        expiry[key] = sent + MAX_CLOCK_SKEW
         return True
 
 
@@ -134,7 +136,8 @@ class Authenticator:
             raise ErrorReply("InvalidAccessKeyId.NotFound")
         return key
 
-    def _check_date(self, value: str, name: str) -> None:
+    def _check_date(self, value: str, name: str) -> float:
+        """The request's date, if within `MAX_CLOCK_SKEW` of the clock."""
         try:
             sent = parse_api_time(value)
         except ValueError:
@@ -146,13 +149,14 @@ class Authenticator:
                 "IllegalTimestamp",
                 f"{name} {value!r} is more than 15 minutes off the server's time.",
             )
+        return sent
 
     def _check_token(self, key: _Key, sent: str | None) -> None:
         if (sent or None) != key.security_token:
             raise ErrorReply("InvalidSecurityToken.Malformed")
 
-    def _check_nonce(self, access_key_id: str, nonce: str) -> None:
-        if not self._nonces.use(access_key_id, nonce, self._clock()):
+    def _check_nonce(self, access_key_id: str, nonce: str, sent: float) -> None:
+        if not self._nonces.use(access_key_id, nonce, sent, self._clock()):
             raise ErrorReply("SignatureNonceUsed")
 
     def _verify_v3(self, request: WireRequest) -> Principal:
@@ -174,7 +178,7 @@ class Authenticator:
         absent = sorted(signed - headers.keys())
         if absent:
             raise _incomplete(f"signed headers {', '.join(absent)} are not in the request")
-        self._check_date(headers["x-acs-date"], "x-acs-date")
+        sent = self._check_date(headers["x-acs-date"], "x-acs-date")
 
         payload_hash = headers["x-acs-content-sha256"]
         if payload_hash != hashlib.sha256(request.body).hexdigest():
@@ -187,7 +191,7 @@ class Authenticator:
         if not hmac.compare_digest(expected, fields["Signature"]):
             raise ErrorReply("SignatureDoesNotMatch")
         self._check_token(key, headers.get("x-acs-security-token"))
-        self._check_nonce(fields["Credential"], headers["x-acs-signature-nonce"])
+        self._check_nonce(fields["Credential"], headers["x-acs-signature-nonce"], sent)
         return Principal(fields["Credential"], key.account, "v3")
 
     def _verify_v1(self, request: WireRequest) -> Principal:
@@ -200,12 +204,12 @@ class Authenticator:
             raise _incomplete("only SignatureMethod HMAC-SHA1, SignatureVersion 1.0 are supported")
         access_key_id = params["AccessKeyId"]
         key = self._key(access_key_id)
-        self._check_date(params["Timestamp"], "Timestamp")
+        sent = self._check_date(params["Timestamp"], "Timestamp")
         expected = signing.v1_signature(
             key.secret, request.method, [(k, v) for k, v in pairs if k != "Signature"]
         )
         if not hmac.compare_digest(expected, params["Signature"]):
             raise ErrorReply("SignatureDoesNotMatch")
         self._check_token(key, params.get("SecurityToken"))
-        self._check_nonce(access_key_id, params["SignatureNonce"])
+        self._check_nonce(access_key_id, params["SignatureNonce"], sent)
         return Principal(access_key_id, key.account, "v1")

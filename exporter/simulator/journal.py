@@ -61,8 +61,3 @@ class Journal:
         self.calls[entry.action] += 1
         if entry.code is not None:
             self.failures[(entry.action, entry.code)] += 1
-
-    def clear(self) -> None:
-        self.requests.clear()
-        self.calls.clear()
-        self.failures.clear()

@@ -11,12 +11,13 @@ import logging
 import math
 import time
 from collections import Counter, deque
+from http import HTTPStatus
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 
 from exporter.simulator.actions import ACTIONS, API_VERSION
@@ -43,8 +44,8 @@ from exporter.simulator.throttle import DEFAULT_LIMITS, RateLimiter
 log = logging.getLogger(__name__)
 
 _HTML_PAGE = (
-    "<html><head><title>{status} Bad Gateway</title></head><body>"
-    "<center><h1>{status} Bad Gateway</h1></center><hr><center>Tengine</center>"
+    "<html><head><title>{status} {phrase}</title></head><body>"
+    "<center><h1>{status} {phrase}</h1></center><hr><center>Tengine</center>"
     "</body></html>"
 )
 
@@ -162,7 +163,10 @@ class Simulator:
         """Answer one API request (the ASGI app routes `/` here)."""
         arrived = self.clock()
         request_id = new_request_id()
-        wire = await wire_request(request)
+        try:
+            wire = await wire_request(request)
+        except ClientDisconnect:  # gone before its request was read: nobody to answer
+            return Response(status_code=400)
         params = dict([*wire.query, *wire.body_params])
         trace = _Trace()
         try:
@@ -287,8 +291,9 @@ class Simulator:
                     fault.code or "Throttling.User", retry_after_ms=fault.retry_after_ms
                 )
             case FaultKind.HTML:
-                trace.status = fault.status or 502
-                return HTMLResponse(_HTML_PAGE.format(status=trace.status), trace.status)
+                status = trace.status = fault.status or 502
+                page = _HTML_PAGE.format(status=status, phrase=HTTPStatus(status).phrase)
+                return HTMLResponse(page, status)
             case FaultKind.TIMEOUT:
                 await self._hang(DEFAULT_HANG_SECONDS if fault.seconds is None else fault.seconds)
                 return DroppedConnection()

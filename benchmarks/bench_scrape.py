@@ -1,0 +1,257 @@
+"""Benchmarks 2 and 3: scraping a 10,000-gateway exporter, and absorbing new results.
+
+Three servers, each in its own process:
+- ours: `benchmarks.exporter_server`, the real `Exporter` loaded with generated results;
+- limit: `benchmarks.static_server`, ours' scraped bytes served as static files by the same
+  stack (checked by hash on every timed scrape);
+- baseline: `benchmarks.baseline_server`, the same series as `prometheus_client` gauges
+  behind `start_http_server` (checked: the same series with the same values).
+
+Steady state: ours and the limit are scraped alternately, so load from anything else on
+the machine hits both alike. After a burst: before each scrape of ours, a burst of new
+results (a few per cent of the fleet, what a 10,000-gateway fleet polled every 5 minutes
+absorbs between two 15-second scrapes) lands in the exporter first; the baseline renders
+everything per scrape anyway, so its steady-state figures stand for it there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.procs import Child
+from benchmarks.report import Row, Section, ms, ratio
+from benchmarks.scraping import FORMATS, Scraper, Timing, gunzip_single_member, series
+from exporter.exposition import FAMILIES
+
+FASTER_TARGET = 1 / 20
+LIMIT_TARGET = 1.5
+UPDATE_TARGET = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeSettings:
+    gateways: int = 10_000
+    regions: int = 10
+    scrapes: int = 20
+    baseline_scrapes: int = 5
+    burst: int = 500
+    update_rounds: int = 3
+    update_count: int = 2_000
+
+
+def _seconds(value: float) -> str:
+    return ms(value) if value < 1 else f"{value:.2f} s"
+
+
+def _timing(timing: Timing) -> str:
+    return f"{_seconds(timing.median)} (p99 {_seconds(timing.p99)})"
+
+
+class ScrapeBench:
+    """Runs both benchmarks against one set of servers."""
+
+    def __init__(self, settings: ScrapeSettings, scrape: Section, update: Section) -> None:
+        self.settings = settings
+        self.scrape_section = scrape
+        self.update_section = update
+        self.files = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
+        self.bodies: dict[str, bytes] = {}
+        self.digests: dict[str, str] = {}
+
+    def run(self) -> None:
+        s = self.settings
+        with Child(
+            "exporter",
+            [
+                "-m",
+                "benchmarks.exporter_server",
+                f"--gateways={s.gateways}",
+                f"--regions={s.regions}",
+            ],
+        ) as ours_child:
+            ready = ours_child.ready(timeout=300)
+            load = ready["load"]
+            self.update_section.add(
+                Row(
+                    f"first load of {load['count']:,} gateways (CPU per gateway)",
+                    ms(load["cpu"] / load["count"]),
+                )
+            )
+            ours = Scraper(ready["port"])
+            self._capture(ours)
+            with (
+                Child("static", self._static_argv()) as static_child,
+                Child("baseline", ["-m", "benchmarks.baseline_server", "--exposition", str(self.files / "plain")]) as baseline_child,
+            ):
+                static = Scraper(static_child.ready()["port"])
+                baseline_ready = baseline_child.ready(timeout=600)
+                baseline = Scraper(baseline_ready["port"])
+                self._check_same_series(baseline)
+                steady = {fmt: self._steady(fmt, ours, static) for fmt in FORMATS}
+                base = {fmt: self._baseline(fmt, baseline) for fmt in FORMATS}
+                baseline_child.stop()
+                for fmt in FORMATS:
+                    self._scrape_rows(fmt, steady[fmt], base[fmt])
+                self._update_cost(ours_child)
+                for fmt in FORMATS:
+                    self._after_burst(fmt, ours_child, ours, static, base[fmt])
+                memory = ours_child.command("memory")
+                self.scrape_section.note(
+                    f"ours: {s.gateways:,} gateways in {s.regions} regions, "
+                    f"{len(series(self.bodies['plain'], _names())):,} per-gateway series, "
+                    f"{len(self.bodies['plain']) / 1e6:.1f} MB plain, "
+                    f"{len(self.bodies['gzip']) / 1e6:.2f} MB gzip; "
+                    f"exporter process RSS {memory['rss_mb']:.0f} MB "
+                    f"(peak {memory['peak_rss_mb']:.0f} MB, including the in-process simulator "
+                    "that generates its results); baseline process RSS "
+                    f"{baseline_ready['rss_mb']:.0f} MB after building its registry in "
+                    f"{baseline_ready['build_seconds']:.1f} s."
+                )
+
+    def _static_argv(self) -> list[str]:
+        return [
+            "-m",
+            "benchmarks.static_server",
+            f"--plain={self.files / 'plain'}",
+            f"--openmetrics={self.files / 'openmetrics'}",
+            f"--gzip={self.files / 'gzip'}",
+        ]
+
+    def _capture(self, ours: Scraper) -> None:
+        """Ours' bytes in each format, saved for the static server; gzip must be one member
+        holding exactly the OpenMetrics text."""
+        for fmt in FORMATS:
+            body = ours.scrape(fmt).body
+            self.bodies[fmt] = body
+            (self.files / fmt).write_bytes(body)
+            self.digests[fmt] = _digest(body)
+        if gunzip_single_member(self.bodies["gzip"]) != self.bodies["openmetrics"]:
+            raise AssertionError("the gzip body does not hold the OpenMetrics text")
+
+    def _check_same_series(self, baseline: Scraper) -> None:
+        names = _names()
+        ours = series(self.bodies["plain"], names)
+        theirs = series(baseline.scrape("plain").body, names)
+        if ours != theirs:
+            missing = len(ours.keys() - theirs.keys())
+            extra = len(theirs.keys() - ours.keys())
+            raise AssertionError(
+                f"baseline differs: {missing} series missing, {extra} extra, "
+                f"{sum(1 for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])} values"
+            )
+        self.scrape_section.note(
+            f"checked: the baseline exposes the same {len(ours):,} series with the same values; "
+            "the limit served bytes with the same SHA-256 as ours on every steady-state scrape."
+        )
+
+    def _steady(self, fmt: str, ours: Scraper, static: Scraper) -> tuple[Timing, Timing]:
+        for _ in range(2):  # warm-up: connections, caches, allocator
+            ours.scrape(fmt)
+            static.scrape(fmt)
+        ours_times, static_times = [], []
+        for _ in range(self.settings.scrapes):
+            a = ours.scrape(fmt)
+            b = static.scrape(fmt)
+            if _digest(a.body) != self.digests[fmt] or _digest(b.body) != self.digests[fmt]:
+                raise AssertionError(f"{fmt}: a scrape returned other bytes than the static copy")
+            ours_times.append(a.seconds)
+            static_times.append(b.seconds)
+        return Timing(ours_times), Timing(static_times)
+
+    def _baseline(self, fmt: str, baseline: Scraper) -> Timing:
+        return Timing([baseline.scrape(fmt).seconds for _ in range(self.settings.baseline_scrapes)])
+
+    def _scrape_rows(self, fmt: str, steady: tuple[Timing, Timing], base: Timing) -> None:
+        ours, static = steady
+        n, nb = self.settings.scrapes, self.settings.baseline_scrapes
+        section = self.scrape_section
+        section.add(
+            Row(
+                f"{fmt}: ours vs prometheus_client (median of {n} vs {nb})",
+                _timing(ours),
+                _timing(base),
+                ratio(ours.median, base.median),
+                "≤ 0.05 (≥ 20× faster)",
+                ours.median <= FASTER_TARGET * base.median,
+            )
+        )
+        section.add(
+            Row(
+                f"{fmt}: ours vs the same bytes as a static file (median of {n})",
+                _timing(ours),
+                _timing(static),
+                ratio(ours.median, static.median),
+                f"≤ {LIMIT_TARGET}",
+                ours.median <= LIMIT_TARGET * static.median,
+            )
+        )
+
+    def _update_cost(self, ours_child: Child) -> None:
+        s = self.settings
+        per_gateway = []
+        for _ in range(s.update_rounds):
+            answer = ours_child.command("absorb", count=s.update_count, timeout=300)
+            per_gateway.append(answer["cpu"] / answer["count"])
+        value = statistics.median(per_gateway)
+        self.update_section.add(
+            Row(
+                f"CPU per absorbed result at {s.gateways:,} gateways "
+                f"(median of {s.update_rounds} × {s.update_count:,})",
+                ms(value),
+                "",
+                "",
+                "≤ 1 ms",
+                value <= UPDATE_TARGET,
+            )
+        )
+
+    def _after_burst(
+        self, fmt: str, ours_child: Child, ours: Scraper, static: Scraper, base: Timing
+    ) -> None:
+        s = self.settings
+        ours_times, static_times = [], []
+        for _ in range(s.scrapes):
+            ours_child.command("absorb", count=s.burst)
+            ours_times.append(ours.scrape(fmt).seconds)
+            static_times.append(static.scrape(fmt).seconds)
+        mine, limit = Timing(ours_times), Timing(static_times)
+        section = self.update_section
+        section.add(
+            Row(
+                f"{fmt}: scrape right after {s.burst} new results vs static file",
+                _timing(mine),
+                _timing(limit),
+                ratio(mine.median, limit.median),
+                f"≤ {LIMIT_TARGET}",
+                mine.median <= LIMIT_TARGET * limit.median,
+            )
+        )
+        section.add(
+            Row(
+                f"{fmt}: scrape right after {s.burst} new results vs prometheus_client",
+                _timing(mine),
+                _timing(base),
+                ratio(mine.median, base.median),
+                "≤ 0.05 (≥ 20× faster)",
+                mine.median <= FASTER_TARGET * base.median,
+            )
+        )
+
+
+def _names() -> set[str]:
+    return {family.name for family in FAMILIES}
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def run(settings: ScrapeSettings) -> tuple[Section, Section]:
+    scrape = Section("2. scrape at scale")
+    update = Section("3. update cost")
+    ScrapeBench(settings, scrape, update).run()
+    return scrape, update

@@ -1,0 +1,287 @@
+"""The Grafana dashboards and their provisioning, checked without Grafana.
+
+- the committed JSON is exactly what grafana/generate.py builds;
+- it passes a JSON Schema of Grafana 11.6's Dashboard type (tests/fixtures/, made from
+  npm @grafana/schema; see tests/fixtures/grafana-dashboard.schema.md);
+- every query, variables substituted as Grafana would, parses as PromQL (promtool), selects
+  only metrics of the contract, and names in its legend the labels its result must carry
+  (tests/dashboard_queries.py: the end-to-end test runs these queries against a real
+  Prometheus scraping the demo).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.dashboard_queries import (
+    ALL,
+    DASHBOARD_DIR,
+    PanelQuery,
+    dashboard_files,
+    iter_panels,
+    legend_labels,
+    load,
+    panel_queries,
+    problems,
+    substitute,
+    variable_queries,
+)
+from tests.metric_contract import HISTOGRAMS, PER_GATEWAY, SERIES, names_in
+from tests.required_tools import PROMTOOL, REPO, module, tool
+
+GENERATOR = REPO / "grafana" / "generate.py"
+SCHEMA = REPO / "tests" / "fixtures" / "grafana-dashboard.schema.json"
+PROVISIONING = REPO / "grafana" / "provisioning"
+COMPOSE = REPO / "deploy" / "docker-compose.yml"
+SDK_INSTALL = "pip install 'grafana-foundation-sdk==1769699379!11.6.0'"
+DASHBOARDS = {path.name: load(path) for path in dashboard_files()}
+VARIABLES = ["datasource", "job", "region_id", "vpn_gateway_id"]
+
+
+def _generator() -> ModuleType:
+    module("grafana_foundation_sdk", SDK_INSTALL)
+    spec = importlib.util.spec_from_file_location("grafana_generate", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    return generate
+
+
+def _validator() -> Any:
+    jsonschema = module("jsonschema", "pip install jsonschema")
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_the_three_dashboards_are_there() -> None:
+    assert set(DASHBOARDS) == {
+        "aliyun-vpn-fleet.json",
+        "aliyun-vpn-gateway.json",
+        "aliyun-vpn-exporter.json",
+    }
+
+
+def test_committed_dashboards_are_the_generators_output() -> None:
+    built = _generator().build_all()
+    assert set(built) == set(DASHBOARDS)
+    for name, text in built.items():
+        assert (DASHBOARD_DIR / name).read_text(encoding="utf-8") == text, (
+            f"{name} differs from grafana/generate.py's output: run python grafana/generate.py"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_matches_the_grafana_schema(name: str) -> None:
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in _validator().iter_errors(DASHBOARDS[name])
+    ]
+    assert not errors
+
+
+def test_the_schema_check_catches_a_misspelt_key_and_a_wrong_type() -> None:
+    validator = _validator()
+    board = copy.deepcopy(DASHBOARDS["aliyun-vpn-fleet.json"])
+    board["panels"][1]["gridpos"] = board["panels"][1].pop("gridPos")
+    assert not validator.is_valid(board)
+    board = copy.deepcopy(DASHBOARDS["aliyun-vpn-fleet.json"])
+    board["templating"]["list"][1]["multi"] = "yes"
+    assert not validator.is_valid(board)
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_dashboard_has_the_datasource_job_region_and_gateway_variables(name: str) -> None:
+    variables = DASHBOARDS[name]["templating"]["list"]
+    assert [v["name"] for v in variables] == VARIABLES
+    assert variables[0]["type"] == "datasource" and variables[0]["query"] == "prometheus"
+    for variable in variables[1:]:
+        assert variable["type"] == "query"
+        assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert variable["includeAll"] and variable["multi"] and variable["allValue"] == ".*"
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_every_panel_queries_the_chosen_datasource(name: str) -> None:
+    for panel in iter_panels(DASHBOARDS[name]):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], panel["title"]
+
+
+def test_dashboards_have_unique_uids_and_panel_ids() -> None:
+    uids = [board["uid"] for board in DASHBOARDS.values()]
+    assert len(set(uids)) == len(uids)
+    for board in DASHBOARDS.values():
+        ids = [panel["id"] for panel in iter_panels(board)]
+        assert len(set(ids)) == len(ids), board["uid"]
+
+
+def test_panels_fit_the_grid_without_overlapping() -> None:
+    for board in DASHBOARDS.values():
+        cells: set[tuple[int, int]] = set()
+        for panel in iter_panels(board):
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24, panel["title"]
+            mine = {
+                (x, y)
+                for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])
+            }
+            assert not cells & mine, f"{board['uid']}: {panel['title']} overlaps"
+            cells |= mine
+
+
+QUERIES = panel_queries()
+
+
+def _id(query: PanelQuery) -> str:
+    return f"{query.dashboard}/{query.panel}/{query.ref_id}"
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=_id)
+def test_query_names_in_its_legend_the_labels_it_is_about(query: PanelQuery) -> None:
+    names = names_in(query.expr)
+    assert query.required_labels, "the legend must name the labels the result carries"
+    if names & PER_GATEWAY and "by (action" not in query.expr:
+        assert "vpn_gateway_id" in query.required_labels or query.required_labels == ("level",)
+    if names & {"aliyun_vpn_api_requests_total", "aliyun_vpn_api_request_failures_total"}:
+        assert "action" in query.required_labels
+    grouping = re.search(r"\bby \(([^)]*)\)", query.expr)
+    if grouping:  # the legend can only show labels the (outermost) aggregation keeps
+        kept = {label.strip() for label in grouping.group(1).split(",")}
+        assert set(query.required_labels) <= kept
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=_id)
+def test_query_selects_only_metrics_of_the_contract(query: PanelQuery) -> None:
+    names = names_in(query.expr)
+    assert names <= SERIES
+    assert not names & HISTOGRAMS, "a histogram is queried by its _bucket, _sum or _count"
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=_id)
+def test_query_filters_by_the_dashboard_variables(query: PanelQuery) -> None:
+    for selector in re.findall(r"aliyun_vpn_[a-z_]+\{([^}]*)\}", query.expr):
+        assert 'job=~"aliyun-vpn-exporter"' in selector
+    for name in names_in(query.expr) & PER_GATEWAY:
+        for selector in re.findall(rf"{name}\{{([^}}]*)\}}", query.expr):
+            assert 'region_id=~".*"' in selector and 'vpn_gateway_id=~".*"' in selector
+
+
+def test_every_query_parses_as_promql(tmp_path: Path) -> None:
+    promtool = tool(*PROMTOOL)
+    queries = QUERIES + variable_queries()
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard-queries",
+                "rules": [
+                    {"record": f"dashboard:query_{i}:check", "expr": q.expr}
+                    for i, q in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_variable_queries_are_label_values_of_contract_series() -> None:
+    queries = variable_queries()
+    assert len(queries) == 3 * len(DASHBOARDS)
+    for query in queries:
+        assert names_in(query.expr) <= SERIES and query.required_labels
+
+
+# tests/dashboard_queries.py itself: substitution as Grafana does it.
+
+BOARD = {
+    "templating": {
+        "list": [
+            {"name": "job", "type": "query", "multi": True, "includeAll": True, "allValue": ".*"},
+            {"name": "gw", "type": "query", "multi": True, "includeAll": True, "allValue": ".*"},
+            {"name": "single", "type": "custom", "multi": False, "includeAll": False},
+        ]
+    }
+}
+
+
+def test_substitution_turns_all_into_the_all_value_and_lists_into_a_regex() -> None:
+    expr = 'rate(x{job=~"$job", gw=~"${gw}"}[$__rate_interval])'
+    assert (
+        substitute(expr, BOARD, {"job": ALL, "gw": ["vpn-a", "vpn-b"]})
+        == 'rate(x{job=~".*", gw=~"(vpn-a|vpn-b)"}[1m])'
+    )
+
+
+def test_substitution_escapes_regex_characters_of_multi_value_variables() -> None:
+    assert substitute('x{gw=~"$gw"}', BOARD, {"gw": "a.b"}) == 'x{gw=~"a\\\\.b"}'
+    assert substitute('x{s="$single"}', BOARD, {"single": "a.b"}) == 'x{s="a.b"}'
+
+
+def test_substitution_replaces_grafana_macros() -> None:
+    expr = "increase(x[$__range]) / $__interval_ms"
+    assert substitute(expr, BOARD, {"gw": ALL}, {"__range": "1h"}) == "increase(x[1h]) / 15000"
+
+
+def test_substitution_refuses_an_unknown_variable() -> None:
+    with pytest.raises(KeyError):
+        substitute('x{a="$nope"}', BOARD)
+
+
+def test_legend_labels_are_read_from_the_legend_format() -> None:
+    assert legend_labels("p99 {{action}} {{ code }} {{action}}") == ("action", "code")
+
+
+def test_problems_rejects_an_empty_result_and_series_without_the_labels() -> None:
+    query = PanelQuery("d", "p", "A", "x", True, ("vpn_gateway_id",))
+    assert problems(query, [])
+    assert problems(query, [{"metric": {"job": "aliyun-vpn-exporter"}, "value": [0, "0"]}])
+    assert not problems(query, [{"metric": {"vpn_gateway_id": "vpn-a"}, "value": [0, "1"]}])
+
+
+# Provisioning, as docker-compose mounts it.
+
+
+def _compose_mount(container_path: str) -> Path:
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    for volume in compose["services"]["grafana"]["volumes"]:
+        source, _, rest = volume.partition(":")
+        if rest.split(":")[0] == container_path:
+            return (COMPOSE.parent / source).resolve()
+    raise AssertionError(f"{container_path} is not mounted into grafana")
+
+
+def test_dashboard_provider_reads_the_dashboards_directory_where_compose_mounts_it() -> None:
+    (provider_file,) = (PROVISIONING / "dashboards").glob("*.yml")
+    config = yaml.safe_load(provider_file.read_text(encoding="utf-8"))
+    assert config["apiVersion"] == 1
+    (provider,) = config["providers"]
+    assert provider["type"] == "file"
+    assert _compose_mount(provider["options"]["path"]) == DASHBOARD_DIR.resolve()
+    assert _compose_mount("/etc/grafana/provisioning") == PROVISIONING.resolve()
+
+
+def test_datasource_provisioning_points_at_the_compose_prometheus() -> None:
+    (datasource_file,) = (PROVISIONING / "datasources").glob("*.yml")
+    config = yaml.safe_load(datasource_file.read_text(encoding="utf-8"))
+    (datasource,) = config["datasources"]
+    assert datasource["type"] == "prometheus" and datasource["isDefault"] is True
+    assert datasource["url"] == "http://prometheus:9090"
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert "prometheus" in compose["services"]

@@ -1,0 +1,692 @@
+"""deploy/: the image, docker-compose, Kubernetes, Alertmanager, systemd and RAM files.
+
+Each file goes through the validator its users' tools would apply (hadolint, the
+compose-spec schema, kubernetes-validate --strict, the Prometheus Operator's models,
+promtool, amtool, systemd-analyze, yamllint), and the tests check what those cannot: that
+the pieces agree with each other and with the exporter's command line. The image's CMD and
+HEALTHCHECK commands run against the real exporter installed in this environment.
+
+Missing validators skip locally and fail under CI=true (tests/required_tools.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.required_tools import (
+    ALERTMANAGER,
+    AMTOOL,
+    CHECK_JSONSCHEMA,
+    HADOLINT,
+    PROMTOOL,
+    REPO,
+    SYSTEMD_ANALYZE,
+    YAMLLINT,
+    find,
+    module,
+    tool,
+)
+
+DEPLOY = REPO / "deploy"
+DOCKERFILE = DEPLOY / "Dockerfile"
+COMPOSE = DEPLOY / "docker-compose.yml"
+KUBERNETES = DEPLOY / "kubernetes"
+RULES = DEPLOY / "prometheus" / "aliyun-vpn-exporter.rules.yml"
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+UNIT = DEPLOY / "systemd" / "aliyun-vpn-exporter.service"
+EXPORTER_INSTALL = "pip install -e . (the project itself)"
+OPERATOR_MODELS_INSTALL = "pip install 'cloudcoil-models-prometheus-operator==0.80.1.*'"
+METRICS_PORT, ADMIN_PORT = 9747, 9748
+CONFIG_PATH = "/etc/aliyun-vpn-exporter/config.yml"
+CMD = [f"--config.file={CONFIG_PATH}", f"--web.listen-address=:{METRICS_PORT}"]
+POD_LABELS = {
+    "app.kubernetes.io/name": "aliyun-vpn-exporter",
+    "app.kubernetes.io/component": "exporter",
+}
+# The highest `systemd-analyze security` exposure the unit may drift up to (it is 1.1).
+MAX_EXPOSURE = 1.5
+
+
+def _run(*args: str | Path, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def _yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def _manifest(kind: str) -> dict[str, Any]:
+    (doc,) = [
+        doc
+        for path in sorted(KUBERNETES.glob("*.yaml"))
+        for doc in _yaml_documents(path)
+        if doc.get("kind") == kind
+    ]
+    return doc
+
+
+# The slow validators (the Prometheus Operator's models take seconds to import) and the
+# exporter the HEALTHCHECK is tried on start together with this module's first test, in
+# processes of their own, and each test collects its result: the module then takes about
+# as long as the slowest of them, not their sum.
+_OPERATOR_CHECK = """
+import sys, yaml
+from cloudcoil.models.prometheus_operator import v1
+for path, model in ((sys.argv[1], v1.ServiceMonitor), (sys.argv[2], v1.PrometheusRule)):
+    model.model_validate(yaml.safe_load(open(path, encoding="utf-8")))
+    print("valid", path)
+"""
+
+
+class Background:
+    """Commands started at once; `result` waits for one of them."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, subprocess.Popen[str]] = {}
+        self.exporter_port = _free_port()
+        self.exporter: subprocess.Popen[str] | None = None
+
+    def start(self, name: str, *argv: str | Path, **kwargs: Any) -> None:
+        self.processes[name] = subprocess.Popen(
+            [str(a) for a in argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **kwargs,
+        )
+
+    def result(self, name: str) -> tuple[int, str]:
+        process = self.processes[name]
+        output, _ = process.communicate(timeout=120)
+        return process.returncode, output
+
+    def stop(self) -> None:
+        processes = [*self.processes.values(), *([self.exporter] if self.exporter else [])]
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def background(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
+    jobs = Background()
+    jobs.start(
+        "operator-models",
+        sys.executable,
+        "-c",
+        _OPERATOR_CHECK,
+        KUBERNETES / "servicemonitor.yaml",
+        KUBERNETES / "prometheusrule.yaml",
+    )
+    if check_jsonschema := find(CHECK_JSONSCHEMA[0]):
+        jobs.start(
+            "compose-spec", check_jsonschema, "--builtin-schema", "vendor.compose-spec", COMPOSE
+        )
+    if yamllint := find(YAMLLINT[0]):
+        jobs.start(
+            "yamllint",
+            yamllint,
+            "--strict",
+            "-c",
+            DEPLOY / ".yamllint.yml",
+            "deploy",
+            "grafana/provisioning",
+            cwd=REPO,
+        )
+    if importlib.util.find_spec("exporter") is not None:
+        config = tmp_path_factory.mktemp("image-cmd") / "config.yml"
+        config.write_text(_manifest("ConfigMap")["data"]["config.yml"], encoding="utf-8")
+        cmd = [a.replace(CONFIG_PATH, str(config)) for a in _exec_form("CMD")]
+        jobs.start("image-cmd", *_entrypoint_argv(), *cmd, "--check-config")
+        jobs.exporter = subprocess.Popen(
+            [*_entrypoint_argv(), "--demo", f"--web.listen-address=127.0.0.1:{jobs.exporter_port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    yield jobs
+    jobs.stop()
+
+
+# Dockerfile
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, arguments = line.partition(" ")
+            found.append((instruction.upper(), arguments.strip()))
+    return found
+
+
+def _final_stage() -> list[tuple[str, str]]:
+    instructions = _instructions()
+    last_from = max(i for i, (name, _) in enumerate(instructions) if name == "FROM")
+    return instructions[last_from:]
+
+
+def _exec_form(instruction: str) -> list[str]:
+    (arguments,) = [args for name, args in _final_stage() if name == instruction]
+    if instruction == "HEALTHCHECK":
+        arguments = arguments[arguments.index("CMD ") + len("CMD ") :]
+    value: list[str] = json.loads(arguments)
+    return value
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = _run(tool(*HADOLINT), "--no-color", DOCKERFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_fail_a_bad_dockerfile(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n")
+    assert _run(tool(*HADOLINT), "--no-color", bad).returncode != 0
+
+
+def test_image_is_multi_stage_and_runs_as_an_unprivileged_user() -> None:
+    stages = [args for name, args in _instructions() if name == "FROM"]
+    assert len(stages) >= 2
+    users = [args for name, args in _final_stage() if name == "USER"]
+    assert users and users[-1].split(":")[0].isdigit() and int(users[-1].split(":")[0]) > 0
+
+
+def test_final_image_has_no_build_tools() -> None:
+    final = " ".join(args for name, args in _final_stage() if name == "RUN")
+    assert not re.search(r"\b(gcc|g\+\+|build-essential|make|curl|wget|apt-get install)\b", final)
+    assert "pip uninstall" in final, "the base image's pip, setuptools and wheel are removed"
+    copies = [args for name, args in _final_stage() if name == "COPY"]
+    assert copies and all(c.startswith("--from=") for c in copies), "only built artefacts"
+
+
+def test_image_entrypoint_and_cmd_are_the_documented_command_line() -> None:
+    assert _exec_form("ENTRYPOINT") == ["aliyun-vpn-exporter"]
+    assert _exec_form("CMD") == CMD
+    exposed = [args for name, args in _final_stage() if name == "EXPOSE"]
+    assert exposed == [str(METRICS_PORT)], "the admin port is never exposed"
+
+
+def test_healthcheck_fetches_healthz_with_python() -> None:
+    command = _exec_form("HEALTHCHECK")
+    assert command[:2] == ["python", "-c"]
+    (env,) = [args for name, args in _final_stage() if name == "ENV" and "HEALTHCHECK_URL" in args]
+    assert f"HEALTHCHECK_URL=http://127.0.0.1:{METRICS_PORT}/healthz" in env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _entrypoint_argv() -> list[str]:
+    """The image's ENTRYPOINT as installed here (the console script, else `python -m`)."""
+    (name,) = _exec_form("ENTRYPOINT")
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    return [found] if found else [sys.executable, "-m", "exporter"]
+
+
+def _healthcheck(url: str) -> subprocess.CompletedProcess[str]:
+    command = _exec_form("HEALTHCHECK")
+    command[0] = sys.executable
+    return _run(*command, timeout=30, env={**os.environ, "HEALTHCHECK_URL": url})
+
+
+def test_image_cmd_runs_with_the_example_config(background: Background) -> None:
+    # ENTRYPOINT + CMD, the config path pointed at the Kubernetes example, plus --check-config.
+    module("exporter.cli", EXPORTER_INSTALL)
+    returncode, output = background.result("image-cmd")
+    assert returncode == 0, output
+
+
+def test_image_healthcheck_passes_on_a_running_exporter_and_fails_once_it_stops(
+    background: Background,
+) -> None:
+    module("exporter.cli", EXPORTER_INSTALL)
+    exporter = background.exporter
+    assert exporter is not None
+    url = f"http://127.0.0.1:{background.exporter_port}/healthz"
+    deadline = time.monotonic() + 10  # proves an answer comes at all, no speed claim
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            assert exporter.poll() is None, "the exporter exited"
+            assert time.monotonic() < deadline, "no answer from /healthz"
+            time.sleep(0.05)
+    result = _healthcheck(url)
+    assert result.returncode == 0, result.stderr
+    exporter.terminate()
+    exporter.wait(timeout=10)
+    assert _healthcheck(url).returncode != 0
+
+
+def test_build_context_ignore_file_keeps_what_the_image_copies() -> None:
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "exporter/"):
+        assert f"!{name}" in ignore
+        assert (REPO / name.rstrip("/")).exists(), name
+
+
+# docker-compose
+
+
+def test_compose_file_passes_the_compose_spec_schema(background: Background) -> None:
+    tool(*CHECK_JSONSCHEMA)
+    returncode, output = background.result("compose-spec")
+    assert returncode == 0, output
+
+
+def test_compose_builds_the_image_and_mounts_files_that_exist() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert set(services) == {"exporter", "prometheus", "alertmanager", "grafana"}
+    build = services["exporter"]["build"]
+    assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+    assert services["exporter"]["command"][0] == "--demo"
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (COMPOSE.parent / source).exists(), volume
+
+
+def test_compose_prometheus_config_loads_our_rules_and_scrapes_the_exporter() -> None:
+    config_path = DEPLOY / "prometheus" / "prometheus.yml"
+    result = _run(tool(*PROMTOOL), "check", "config", config_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    assert [(config_path.parent / f).resolve() for f in config["rule_files"]] == [RULES]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "aliyun-vpn-exporter"
+    assert job["static_configs"] == [{"targets": [f"exporter:{METRICS_PORT}"]}]
+
+
+# Alertmanager
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    result = _run(tool(*AMTOOL), "check-config", ALERTMANAGER_CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("severity", "receiver"), [("critical", "default"), ("warning", "default"), ("info", "null")]
+)
+def test_alertmanager_routes_by_severity(severity: str, receiver: str) -> None:
+    result = _run(
+        tool(*AMTOOL),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        "alertname=AliyunVpnDiagnoseItemError",
+        f"severity={severity}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [receiver]
+
+
+def _alert(name: str, severity: str, gateway: str, item: str, **labels: str) -> dict[str, Any]:
+    region = "ap-southeast-1" if gateway.startswith("vpn-sg") else "cn-hangzhou"
+    return {
+        "labels": {
+            "alertname": name,
+            "severity": severity,
+            "job": "aliyun-vpn-exporter",
+            "target": f"default/{region}",
+            "region_id": region,
+            "vpn_gateway_id": gateway,
+            "item": item,
+            **labels,
+        },
+        "annotations": {},
+    }
+
+
+def test_alertmanager_inhibits_generic_alerts_behind_specific_ones(tmp_path: Path) -> None:
+    binary = tool(*ALERTMANAGER)
+    port = _free_port()
+    connection = {"vpn_connection_id": "vco-hz2quota"}
+    alerts = {
+        # inhibited: a specific alert of the same severity covers the same item
+        "item-error": _alert(
+            "AliyunVpnDiagnoseItemError",
+            "critical",
+            "vpn-hz2quota",
+            "VpnIPsecQuota",
+            level="error",
+            **connection,
+        ),
+        "quota-high": _alert(
+            "AliyunVpnQuotaUtilisationHigh",
+            "warning",
+            "vpn-hz2quota",
+            "VpnIPsecQuota",
+            quota_name="vpn_quota_ipsec_connections_num",
+        ),
+        "item-warning": _alert(
+            "AliyunVpnDiagnoseItemWarning",
+            "warning",
+            "vpn-hz2quota",
+            "VpnRouteQuota",
+            level="warning",
+            **connection,
+        ),
+        "config-item-error": _alert(
+            "AliyunVpnDiagnoseItemError",
+            "critical",
+            "vpn-sg1inconsistent",
+            "VcoConfigConsistency",
+            level="error",
+            vpn_connection_id="vco-sg1inconsistent",
+        ),
+        # not inhibited
+        "quota-critical": _alert(
+            "AliyunVpnQuotaUtilisationCritical",
+            "critical",
+            "vpn-hz2quota",
+            "VpnIPsecQuota",
+            quota_name="vpn_quota_ipsec_connections_num",
+        ),
+        "route-quota-high": _alert(
+            "AliyunVpnQuotaUtilisationHigh",
+            "warning",
+            "vpn-hz2quota",
+            "VpnRouteQuota",
+            quota_name="vpn_quota_route_entries_num",
+        ),
+        "config": _alert(
+            "AliyunVpnConfigInconsistent",
+            "critical",
+            "vpn-sg1inconsistent",
+            "VcoConfigConsistency",
+            vpn_connection_id="vco-sg1inconsistent",
+        ),
+        "probe-item-error": _alert(
+            "AliyunVpnDiagnoseItemError",
+            "critical",
+            "vpn-hz3unreachable",
+            "VcoUserInternetIpConnectivity",
+            level="error",
+            vpn_connection_id="vco-hz3unreachable",
+        ),
+    }
+    expected = {
+        key: key in {"item-error", "quota-high", "item-warning", "config-item-error"}
+        for key in alerts
+    }
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--storage.path={tmp_path}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/-/ready", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.05)
+        request = urllib.request.Request(
+            f"{base}/api/v2/alerts",
+            data=json.dumps(list(alerts.values())).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=5)
+        by_labels = {json.dumps(a["labels"], sort_keys=True): key for key, a in alerts.items()}
+        while True:
+            with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=5) as response:
+                got = {
+                    by_labels[json.dumps(a["labels"], sort_keys=True)]: bool(
+                        a["status"]["inhibitedBy"]
+                    )
+                    for a in json.load(response)
+                }
+            if got == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got == expected
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# Kubernetes
+
+CORE_KINDS = {"ServiceAccount", "ConfigMap", "Deployment", "Service", "NetworkPolicy", "Secret"}
+
+
+@pytest.mark.parametrize("version", ["1.28.0", "1.37.0"])
+def test_kubernetes_manifests_pass_strict_validation(version: str) -> None:
+    kubernetes_validate = module("kubernetes_validate", "pip install kubernetes-validate")
+    kinds = set()
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for doc in _yaml_documents(path):
+            if doc["kind"] in CORE_KINDS:
+                kubernetes_validate.validate(doc, version, strict=True)
+                kinds.add(doc["kind"])
+    assert kinds == CORE_KINDS
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    kubernetes_validate = module("kubernetes_validate", "pip install kubernetes-validate")
+    deployment = _manifest("Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.37.0", strict=True)
+
+
+def test_operator_resources_pass_the_prometheus_operator_models(background: Background) -> None:
+    returncode, output = background.result("operator-models")
+    if "No module named 'cloudcoil" in output:
+        module("cloudcoil.models.prometheus_operator", OPERATOR_MODELS_INSTALL)
+    assert returncode == 0, output
+    assert output.count("valid ") == 2
+
+
+def test_prometheusrule_carries_exactly_the_rules_file() -> None:
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    assert _manifest("PrometheusRule")["spec"] == {"groups": rules["groups"]}
+    result = _run(sys.executable, DEPLOY / "prometheus" / "sync_prometheusrule.py", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_kustomization_applies_every_manifest_but_the_secret_example() -> None:
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text(encoding="utf-8"))
+    manifests = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == manifests - {"secret.example.yaml"}
+
+
+def test_deployment_runs_one_restricted_non_root_container() -> None:
+    deployment = _manifest("Deployment")
+    assert deployment["spec"]["replicas"] == 1, "replicas poll on their own: shard instead"
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["privileged"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert not container["image"].endswith(":latest")
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_deployment_probes_and_arguments() -> None:
+    (container,) = _manifest("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["ports"] == [
+        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}
+    ]
+    assert container["args"][:2] == CMD
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "config"]
+    assert CONFIG_PATH.startswith(mount["mountPath"] + "/") and mount["readOnly"]
+
+
+def test_deployment_takes_credentials_from_the_example_secret() -> None:
+    secret = _manifest("Secret")
+    (container,) = _manifest("Deployment")["spec"]["template"]["spec"]["containers"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert set(refs) == {"ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"}
+    for ref in refs.values():
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+
+
+def test_service_and_servicemonitor_publish_only_the_metrics_port() -> None:
+    service = _manifest("Service")
+    assert service["spec"]["selector"] == POD_LABELS
+    assert [p["port"] for p in service["spec"]["ports"]] == [METRICS_PORT]
+    monitor = _manifest("ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    # The operator names the job after the Service: the rules and dashboards expect this one.
+    assert service["metadata"]["name"] == "aliyun-vpn-exporter"
+
+
+def test_networkpolicy_admits_the_metrics_port_only() -> None:
+    policy = _manifest("NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == POD_LABELS
+    assert "Ingress" in policy["policyTypes"]
+    ports = [port for rule in policy["ingress"] for port in rule["ports"]]
+    assert ports == [{"port": METRICS_PORT, "protocol": "TCP"}]
+    assert all("ports" in rule for rule in policy["ingress"]), "a rule without ports opens all"
+    assert ADMIN_PORT not in [p["port"] for p in ports]
+
+
+# systemd
+
+
+def _unit_with_stub_executable(tmp_path: Path) -> Path:
+    """The unit, its ExecStart program replaced by a stub (verify insists it exists)."""
+    text = UNIT.read_text(encoding="utf-8")
+    (exec_start,) = re.findall(r"^ExecStart=(\S+)", text, flags=re.M)
+    stub = tmp_path / "aliyun-vpn-exporter"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    unit = tmp_path / UNIT.name
+    unit.write_text(text.replace(f"ExecStart={exec_start}", f"ExecStart={stub}"), encoding="utf-8")
+    return unit
+
+
+def test_systemd_unit_passes_verify(tmp_path: Path) -> None:
+    result = _run(tool(*SYSTEMD_ANALYZE), "verify", _unit_with_stub_executable(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not result.stderr.strip(), result.stderr
+
+
+def test_systemd_unit_stays_hardened(tmp_path: Path) -> None:
+    result = _run(
+        tool(*SYSTEMD_ANALYZE), "security", "--offline=true", _unit_with_stub_executable(tmp_path)
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    exposure = float(match.group(1))
+    assert exposure <= MAX_EXPOSURE
+    assert f"rates\n# this unit {exposure}" in UNIT.read_text(encoding="utf-8"), (
+        f"update the score quoted in the unit's comment to {exposure}"
+    )
+
+
+def test_systemd_unit_runs_the_documented_command_line() -> None:
+    text = UNIT.read_text(encoding="utf-8")
+    (exec_start,) = re.findall(r"^ExecStart=(.+)$", text, flags=re.M)
+    program, *args = shlex.split(exec_start)
+    assert Path(program).name == "aliyun-vpn-exporter"
+    assert args == CMD
+    assert re.search(r"^DynamicUser=yes$", text, flags=re.M)
+
+
+# RAM policies
+
+READ_ACTIONS = {
+    "vpc:GetVpnGatewayDiagnoseResult",
+    "vpc:DescribeVpnGateways",
+    "vpc:DescribeVpnConnections",
+    "vpc:DiagnoseVpnGateway",
+}
+ADMIN_ACTIONS = {"vpc:CreateVcoRouteEntry", "vpc:DescribeVcoRouteEntries"}
+
+
+def _allowed_actions(path: Path) -> set[str]:
+    policy = json.loads(path.read_text(encoding="utf-8"))
+    assert policy["Version"] == "1"
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert set(statement) <= {"Effect", "Action", "Resource", "Condition"}
+        actions.update(statement["Action"])
+    return actions
+
+
+def test_ram_policy_allows_exactly_the_actions_the_exporter_calls() -> None:
+    assert _allowed_actions(DEPLOY / "ram-policy.json") == READ_ACTIONS
+
+
+def test_admin_ram_policy_is_separate_and_allows_only_route_actions() -> None:
+    assert _allowed_actions(DEPLOY / "ram-policy-admin.json") == ADMIN_ACTIONS
+    assert not ADMIN_ACTIONS & _allowed_actions(DEPLOY / "ram-policy.json")
+
+
+def test_ram_policies_have_no_wildcard_actions() -> None:
+    for path in (DEPLOY / "ram-policy.json", DEPLOY / "ram-policy-admin.json"):
+        assert not any("*" in action for action in _allowed_actions(path)), path.name
+
+
+# YAML style
+
+
+def test_yaml_files_pass_yamllint(background: Background) -> None:
+    tool(*YAMLLINT)
+    returncode, output = background.result("yamllint")
+    assert returncode == 0, output
