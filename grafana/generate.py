@@ -53,6 +53,7 @@ from grafana_foundation_sdk.models.dashboard import (
     Threshold,
     ThresholdsMode,
     ValueMap,
+    ValueMapping,
     ValueMappingResult,
     VariableRefresh,
     VariableSort,
@@ -77,7 +78,7 @@ LEVEL_SCORE = (
 WORST_LEVEL_BY_GATEWAY = f"max by (target, region_id, vpn_gateway_id) (\n{LEVEL_SCORE}\n)"
 
 GREEN, ORANGE, RED, BLUE = "green", "orange", "red", "blue"
-LEVEL_MAPPINGS = [
+LEVEL_MAPPINGS: list[ValueMapping] = [
     ValueMap(
         options={
             "0": ValueMappingResult(text="normal", color=GREEN, index=0),
@@ -86,7 +87,7 @@ LEVEL_MAPPINGS = [
         }
     )
 ]
-YES_NO_MAPPINGS = [
+YES_NO_MAPPINGS: list[ValueMapping] = [
     ValueMap(
         options={
             "0": ValueMappingResult(text="no", color=RED, index=0),
@@ -94,7 +95,7 @@ YES_NO_MAPPINGS = [
         }
     )
 ]
-RUNNING_MAPPINGS = [
+RUNNING_MAPPINGS: list[ValueMapping] = [
     ValueMap(
         options={
             "0": ValueMappingResult(text="finished", color=GREEN, index=0),
@@ -102,7 +103,7 @@ RUNNING_MAPPINGS = [
         }
     )
 ]
-UP_MAPPINGS = [
+UP_MAPPINGS: list[ValueMapping] = [
     ValueMap(
         options={
             "0": ValueMappingResult(text="down", color=RED, index=0),
@@ -110,7 +111,7 @@ UP_MAPPINGS = [
         }
     )
 ]
-POLL_MAPPINGS = [
+POLL_MAPPINGS: list[ValueMapping] = [
     ValueMap(
         options={
             "0": ValueMappingResult(text="failing", color=RED, index=0),

@@ -227,12 +227,18 @@ async def running_admin(
     allowed_destinations: tuple[str, ...] = (),
     web: WebConfig | None = None,
     client_timeout: float = 5.0,
+    simulator: Simulator | None = None,
 ) -> AsyncIterator[AdminHarness]:
-    """Simulator → VPC clients → AdminServer on 127.0.0.1, all over real HTTP."""
-    options: dict[str, Any] = {"throttling": throttling}
-    if simulator_clock is not None:
-        options["clock"] = simulator_clock
-    simulator = Simulator(scenario or routes_scenario(), **options)
+    """Simulator → VPC clients → AdminServer on 127.0.0.1, all over real HTTP.
+
+    `clock` drives the admin API's waits and the VPC clients' backoff; `simulator` reuses
+    a simulator (and its state) from an earlier run, as a restarted exporter would.
+    """
+    if simulator is None:
+        options: dict[str, Any] = {"throttling": throttling}
+        if simulator_clock is not None:
+            options["clock"] = simulator_clock
+        simulator = Simulator(scenario or routes_scenario(), **options)
     metrics = SelfMetrics()
     async with SimulatorServer(simulator) as simulated:
         config = admin_config(
@@ -265,6 +271,7 @@ async def running_admin(
                     endpoint=simulated.url,
                     retry=RetryPolicy(max_retries=1, backoff_base=0.001, backoff_cap=0.01),
                     timeout=client_timeout,
+                    **({} if clock is None else {"sleep": clock.sleep}),
                 )
             return clients[region_id]
 

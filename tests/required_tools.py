@@ -30,8 +30,9 @@ def _missing(what: str, install: str) -> None:
 
 
 def find(name: str) -> str | None:
-    """Path of executable `name`, also looked for beside this Python (a virtual environment)."""
-    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    """Path of executable `name`: beside this Python first (its virtual environment's own
+    console scripts, not a shim that would start another interpreter), then on PATH."""
+    return shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
 
 
 def tool(name: str, install: str) -> str:

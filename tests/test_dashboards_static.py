@@ -43,6 +43,7 @@ GENERATOR = REPO / "grafana" / "generate.py"
 SCHEMA = REPO / "tests" / "fixtures" / "grafana-dashboard.schema.json"
 PROVISIONING = REPO / "grafana" / "provisioning"
 COMPOSE = REPO / "deploy" / "docker-compose.yml"
+RULES = REPO / "deploy" / "prometheus" / "aliyun-vpn-exporter.rules.yml"
 SDK_INSTALL = "pip install 'grafana-foundation-sdk==1769699379!11.6.0'"
 DASHBOARDS = {path.name: load(path) for path in dashboard_files()}
 VARIABLES = ["datasource", "job", "region_id", "vpn_gateway_id"]
@@ -208,6 +209,21 @@ def test_variable_queries_are_label_values_of_contract_series() -> None:
         assert names_in(query.expr) <= SERIES and query.required_labels
 
 
+def test_dashboard_thresholds_are_the_alerting_thresholds() -> None:
+    generate = _generator()
+    rules = {
+        rule.get("alert") or rule["record"]: rule["expr"]
+        for group in yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+    }
+    assert f">= {generate.QUOTA_WARNING:.2f}" in rules["AliyunVpnQuotaUtilisationHigh"]
+    assert f">= {generate.QUOTA_CRITICAL:.2f}" in rules["AliyunVpnQuotaUtilisationCritical"]
+    assert f">= {generate.LOSS_WARNING:.2f}" in rules["AliyunVpnProbePacketLossHigh"]
+    assert f">= {generate.RTT_WARNING:.3f}" in rules["AliyunVpnProbeLatencyHigh"]
+    recent = rules["aliyun_vpn_connection:diagnose_recent:bool"]
+    assert f"<= bool {generate.DIAGNOSE_MAX_AGE}" in recent
+
+
 # tests/dashboard_queries.py itself: substitution as Grafana does it.
 
 BOARD = {
@@ -263,7 +279,7 @@ def _compose_mount(container_path: str) -> Path:
     for volume in compose["services"]["grafana"]["volumes"]:
         source, _, rest = volume.partition(":")
         if rest.split(":")[0] == container_path:
-            return (COMPOSE.parent / source).resolve()
+            return Path(COMPOSE.parent / source).resolve()
     raise AssertionError(f"{container_path} is not mounted into grafana")
 
 

@@ -11,12 +11,13 @@ Missing validators skip locally and fail under CI=true (tests/required_tools.py)
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import json
 import os
 import re
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -74,8 +75,15 @@ def _run(*args: str | Path, timeout: float = 60, **kwargs: Any) -> subprocess.Co
     )
 
 
+@functools.cache
+def _parsed(path: Path) -> tuple[dict[str, Any], ...]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return tuple(doc for doc in yaml.load_all(path.read_text(encoding="utf-8"), loader) if doc)
+
+
 def _yaml_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+    """The documents of a YAML file, fresh copies a test may change."""
+    return copy.deepcopy(list(_parsed(path)))
 
 
 def _manifest(kind: str) -> dict[str, Any]:
@@ -255,7 +263,7 @@ def _free_port() -> int:
 def _entrypoint_argv() -> list[str]:
     """The image's ENTRYPOINT as installed here (the console script, else `python -m`)."""
     (name,) = _exec_form("ENTRYPOINT")
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    found = find(name)
     return [found] if found else [sys.executable, "-m", "exporter"]
 
 
@@ -263,36 +271,6 @@ def _healthcheck(url: str) -> subprocess.CompletedProcess[str]:
     command = _exec_form("HEALTHCHECK")
     command[0] = sys.executable
     return _run(*command, timeout=30, env={**os.environ, "HEALTHCHECK_URL": url})
-
-
-def test_image_cmd_runs_with_the_example_config(background: Background) -> None:
-    # ENTRYPOINT + CMD, the config path pointed at the Kubernetes example, plus --check-config.
-    module("exporter.cli", EXPORTER_INSTALL)
-    returncode, output = background.result("image-cmd")
-    assert returncode == 0, output
-
-
-def test_image_healthcheck_passes_on_a_running_exporter_and_fails_once_it_stops(
-    background: Background,
-) -> None:
-    module("exporter.cli", EXPORTER_INSTALL)
-    exporter = background.exporter
-    assert exporter is not None
-    url = f"http://127.0.0.1:{background.exporter_port}/healthz"
-    deadline = time.monotonic() + 10  # proves an answer comes at all, no speed claim
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            assert exporter.poll() is None, "the exporter exited"
-            assert time.monotonic() < deadline, "no answer from /healthz"
-            time.sleep(0.05)
-    result = _healthcheck(url)
-    assert result.returncode == 0, result.stderr
-    exporter.terminate()
-    exporter.wait(timeout=10)
-    assert _healthcheck(url).returncode != 0
 
 
 def test_build_context_ignore_file_keeps_what_the_image_copies() -> None:
@@ -303,12 +281,6 @@ def test_build_context_ignore_file_keeps_what_the_image_copies() -> None:
 
 
 # docker-compose
-
-
-def test_compose_file_passes_the_compose_spec_schema(background: Background) -> None:
-    tool(*CHECK_JSONSCHEMA)
-    returncode, output = background.result("compose-spec")
-    assert returncode == 0, output
 
 
 def test_compose_builds_the_image_and_mounts_files_that_exist() -> None:
@@ -521,14 +493,6 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
         kubernetes_validate.validate(deployment, "1.37.0", strict=True)
 
 
-def test_operator_resources_pass_the_prometheus_operator_models(background: Background) -> None:
-    returncode, output = background.result("operator-models")
-    if "No module named 'cloudcoil" in output:
-        module("cloudcoil.models.prometheus_operator", OPERATOR_MODELS_INSTALL)
-    assert returncode == 0, output
-    assert output.count("valid ") == 2
-
-
 def test_prometheusrule_carries_exactly_the_rules_file() -> None:
     rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
     assert _manifest("PrometheusRule")["spec"] == {"groups": rules["groups"]}
@@ -683,7 +647,52 @@ def test_ram_policies_have_no_wildcard_actions() -> None:
         assert not any("*" in action for action in _allowed_actions(path)), path.name
 
 
-# YAML style
+# Results of the validators and the exporter started in the background: last, so that
+# the tests above run while they work.
+
+
+def test_image_cmd_runs_with_the_example_config(background: Background) -> None:
+    # ENTRYPOINT + CMD, the config path pointed at the Kubernetes example, plus --check-config.
+    module("exporter.cli", EXPORTER_INSTALL)
+    returncode, output = background.result("image-cmd")
+    assert returncode == 0, output
+
+
+def test_image_healthcheck_passes_on_a_running_exporter_and_fails_once_it_stops(
+    background: Background,
+) -> None:
+    module("exporter.cli", EXPORTER_INSTALL)
+    exporter = background.exporter
+    assert exporter is not None
+    url = f"http://127.0.0.1:{background.exporter_port}/healthz"
+    deadline = time.monotonic() + 10  # proves an answer comes at all, no speed claim
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            assert exporter.poll() is None, "the exporter exited"
+            assert time.monotonic() < deadline, "no answer from /healthz"
+            time.sleep(0.05)
+    result = _healthcheck(url)
+    assert result.returncode == 0, result.stderr
+    exporter.terminate()
+    exporter.wait(timeout=10)
+    assert _healthcheck(url).returncode != 0
+
+
+def test_compose_file_passes_the_compose_spec_schema(background: Background) -> None:
+    tool(*CHECK_JSONSCHEMA)
+    returncode, output = background.result("compose-spec")
+    assert returncode == 0, output
+
+
+def test_operator_resources_pass_the_prometheus_operator_models(background: Background) -> None:
+    returncode, output = background.result("operator-models")
+    if "No module named 'cloudcoil" in output:
+        module("cloudcoil.models.prometheus_operator", OPERATOR_MODELS_INSTALL)
+    assert returncode == 0, output
+    assert output.count("valid ") == 2
 
 
 def test_yaml_files_pass_yamllint(background: Background) -> None:

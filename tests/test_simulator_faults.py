@@ -284,7 +284,7 @@ async def test_faults_fire_only_after_the_signature_is_verified(served: Served) 
 
 def test_fault_with_a_setting_of_another_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="retry_after_ms"):
-        Fault(kind="latency", retry_after_ms=5)  # type: ignore[arg-type]
+        Fault(kind="latency", retry_after_ms=5)
 
 
 @pytest.mark.parametrize("scenario", [demo_scenario()], ids=["demo"])

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from alibabacloud_tea_openapi.exceptions import (
+from alibabacloud_tea_openapi.exceptions import (  # type: ignore[import-untyped]
     ClientException,
     ServerException,
     ThrottlingException,
 )
-from alibabacloud_tea_openapi.models import Config
-from alibabacloud_vpc20160428 import models
-from alibabacloud_vpc20160428.client import Client
+from alibabacloud_tea_openapi.models import Config  # type: ignore[import-untyped]
+from alibabacloud_vpc20160428 import models  # type: ignore[import-untyped]
+from alibabacloud_vpc20160428.client import Client  # type: ignore[import-untyped]
 
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,

@@ -193,7 +193,15 @@ class AdminApi:
             key = idempotency_key or str(uuid.uuid4())
 
             async def run() -> StoredAnswer:
-                return await self._create(request, vpn_connection_id, body, key, wait, started)
+                return await self._create(
+                    request,
+                    vpn_connection_id,
+                    body,
+                    key,
+                    idempotency_key is not None,
+                    wait,
+                    started,
+                )
 
             if idempotency_key is None:
                 answer = await run()
@@ -287,13 +295,16 @@ class AdminApi:
         connection_id: str,
         body: RouteRequest,
         key: str,
+        caller_key: bool,
         wait: bool,
         started: float,
     ) -> StoredAnswer:
         """Run the create and make its answer (success or problem), auditing it once."""
         trace = CallTrace()
         try:
-            outcome = await self._service.create(connection_id, body, key, wait=wait, trace=trace)
+            outcome = await self._service.create(
+                connection_id, body, key, caller_token=caller_key, wait=wait, trace=trace
+            )
         except ProblemError as problem:
             self._audit.failure("create_route", problem.kind.reason)
             self._audit_create(
@@ -443,7 +454,7 @@ class AdminApi:
                 method
                 for route in self.app.routes
                 if isinstance(route, APIRoute) and route.path_regex.fullmatch(path)
-                for method in route.methods
+                for method in route.methods or ()
             }
             headers["Allow"] = ", ".join(sorted(methods))
         kind = METHOD_NOT_ALLOWED if error.status_code == 405 else NOT_FOUND

@@ -172,10 +172,15 @@ class RouteService:
         request: RouteRequest,
         client_token: str,
         *,
+        caller_token: bool,
         wait: bool,
         trace: CallTrace,
     ) -> CreateOutcome:
-        """Create (or with `dry_run` only check) a route; raise `ProblemError` if it fails."""
+        """Create (or with `dry_run` only check) a route; raise `ProblemError` if it fails.
+
+        `caller_token`: the ClientToken is the caller's Idempotency-Key (not one made up
+        for this request).
+        """
         client = self._clients(request.region_id)
         deadline = self._clock.monotonic() + self._settings.deadline
         try:
@@ -183,7 +188,14 @@ class RouteService:
                 (request.region_id, connection_id), deadline - self._clock.monotonic()
             ):
                 return await self._create_serialised(
-                    client, connection_id, request, client_token, wait, deadline, trace
+                    client,
+                    connection_id,
+                    request,
+                    client_token,
+                    caller_token,
+                    wait,
+                    deadline,
+                    trace,
                 )
         except TimeoutError:
             raise ProblemError(
@@ -200,6 +212,7 @@ class RouteService:
         connection_id: str,
         request: RouteRequest,
         client_token: str,
+        caller_token: bool,
         wait: bool,
         deadline: float,
         trace: CallTrace,
@@ -219,7 +232,10 @@ class RouteService:
                     f"{connection_id} is still updating from an earlier change",
                     retry_after=self._retry_after,
                 )
-        routes = await self._routes(client, connection_id)
+        # The pre-check spares a create call that could only fail. With the caller's own
+        # Idempotency-Key the cloud decides instead: the route may be this very request's,
+        # created before an exporter restart, and the ClientToken then returns its answer.
+        routes = [] if caller_token else await self._routes(client, connection_id)
         if any(_same_route(route, request) for route in routes):
             raise ProblemError(
                 ROUTE_EXISTS,

@@ -6,7 +6,7 @@ without a cloud account. See DESIGN's "The simulator" and the modules below:
 
 - `scenario`, `generator`, `demo.yaml`: what a simulator serves;
 - `simulator` (pipeline), `auth`, `throttle`, `faults`, `journal`: how it serves it;
-- `actions` (registry), `diagnose`, `gateways`: the API actions;
+- `actions` (the registry), `diagnose`, `gateways`, `routes`: the API actions;
 - `server`: uvicorn in the current loop or in a thread; `cli`: `aliyun-vpn-exporter simulate`.
 """
 

@@ -14,6 +14,7 @@ import sys
 
 from pydantic import SecretStr
 
+from exporter.logs import setup_logging
 from exporter.simulator.generator import generated_scenario
 from exporter.simulator.scenario import (
     DEMO_ACCESS_KEY_ID,
@@ -55,9 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of generated gateways")
     parser.add_argument("--no-throttling", action="store_true", help="never answer Throttling.User")
-    parser.add_argument("--access-key-id", default=DEMO_ACCESS_KEY_ID)
-    parser.add_argument("--access-key-secret", default=DEMO_ACCESS_KEY_SECRET)
+    parser.add_argument(
+        "--access-key-id",
+        default=DEMO_ACCESS_KEY_ID,
+        help="an access key the simulator accepts, besides the scenario's (default: the demo's)",
+    )
+    parser.add_argument("--access-key-secret", default=DEMO_ACCESS_KEY_SECRET, help="its secret")
     parser.add_argument("--log.level", dest="log_level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--log.format", dest="log_format", choices=("logfmt", "json"), default="logfmt"
+    )
     return parser
 
 
@@ -108,15 +116,13 @@ async def _serve(simulator: Simulator, host: str, port: int) -> None:
 def main(argv: list[str]) -> int:
     """Run the simulator until SIGINT/SIGTERM; 1 when the scenario or address is bad."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="time=%(asctime)s level=%(levelname)s msg=%(message)s"
-    )
     try:
         host, port = _listen_address(args.listen_address)
         simulator = Simulator(_scenario(args), throttling=not args.no_throttling)
-    except (ScenarioError, ValueError) as exc:
+    except ValueError as exc:  # ScenarioError included
         print(f"aliyun-vpn-exporter simulate: {exc}", file=sys.stderr)
         return 1
+    setup_logging(args.log_level, args.log_format)
     try:
         asyncio.run(_serve(simulator, host, port))
     except OSError as exc:

@@ -61,3 +61,9 @@ class Journal:
         self.calls[entry.action] += 1
         if entry.code is not None:
             self.failures[(entry.action, entry.code)] += 1
+
+    def clear(self) -> None:
+        """Forget every request and count (a test's fresh start)."""
+        self.requests.clear()
+        self.calls.clear()
+        self.failures.clear()

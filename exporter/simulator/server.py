@@ -50,7 +50,8 @@ class SimulatorServer:
 
     @property
     def endpoint(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def url(self) -> str:

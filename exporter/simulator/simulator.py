@@ -11,9 +11,9 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from http import HTTPStatus
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
@@ -65,12 +65,12 @@ class _Trace:
     faults: list[str] = field(default_factory=list)
 
 
-def _form_pairs(raw: bytes | str) -> list[tuple[str, str]]:
-    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
-    return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace")
+def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
+    """Form-decode (`+` is a space, `%XX` UTF-8), keeping empty values."""
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True, errors="replace")
 
 
-async def wire_request(request: Request) -> WireRequest:
+async def _wire_request(request: Request) -> WireRequest:
     body = await request.body()
     headers: dict[str, str] = {}
     for raw_name, raw_value in request.scope["headers"]:
@@ -164,7 +164,7 @@ class Simulator:
         arrived = self.clock()
         request_id = new_request_id()
         try:
-            wire = await wire_request(request)
+            wire = await _wire_request(request)
         except ClientDisconnect:  # gone before its request was read: nobody to answer
             return Response(status_code=400)
         params = dict([*wire.query, *wire.body_params])
@@ -177,10 +177,11 @@ class Simulator:
             log.exception("simulator failed on %s", trace.action or "a request")
             response = self._error(ErrorReply("InternalError"), request_id, wire, trace)
         principal = trace.principal
+        own_params = {k: v for k, v in params.items() if k not in SIGNATURE_PARAMS}
         self.journal.record(
             RecordedRequest(
                 action=trace.action,
-                params={k: v for k, v in params.items() if k not in SIGNATURE_PARAMS},
+                params=own_params,
                 access_key_id=principal.access_key_id if principal else None,
                 status=trace.status,
                 code=trace.code,
@@ -189,7 +190,7 @@ class Simulator:
                 time=arrived,
             )
         )
-        log.debug("%s %s -> %s %s", trace.action, params, trace.status, trace.code or "")
+        log.debug("%s %s -> %s %s", trace.action, own_params, trace.status, trace.code or "")
         return response
 
     def _error(
