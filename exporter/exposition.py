@@ -221,7 +221,8 @@ def _render_connection(out: _Lines, conn: str, shown: Diagnosis, latest: Diagnos
                 out.add(PROBE_RTT, reading.rtt_seconds, probe)
             if reading.loss_ratio is not None:
                 out.add(PROBE_LOSS, reading.loss_ratio, probe)
-            out.add(PROBE_REACHABLE, 1.0 if reading.reachable else 0.0, probe)
+            if reading.reachable is not None:
+                out.add(PROBE_REACHABLE, 1.0 if reading.reachable else 0.0, probe)
         elif isinstance(reading, ConsistencyReading):
             if reading.consistent is not None:
                 out.add(CONFIG_CONSISTENT, 1.0 if reading.consistent else 0.0, conn)

@@ -186,3 +186,12 @@ def test_removed_gateway_leaves_no_series() -> None:
     exposition.put(KEY, render_gateway(polled(GatewayRecord(KEY), diagnosis(items=ITEMS))))
     exposition.remove(KEY)
     assert b"".join(exposition.chunks()) == b""
+
+
+def test_probe_with_unusable_values_exports_no_reachability() -> None:
+    unusable = DiagnoseItem(
+        "VcoPrivateConnectivity", Level.NORMAL, ProbeReading("10.0.0.1", "10.0.0.2", None, None)
+    )
+    out = text(polled(GatewayRecord(KEY), diagnosis(items=(unusable,))))
+    assert "aliyun_vpn_probe_reachable{" not in out
+    assert 'item="VcoPrivateConnectivity",level="normal"} 1' in out
