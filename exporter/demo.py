@@ -19,7 +19,7 @@ from exporter.simulator import (
     demo_scenario,
 )
 
-DEMO_INTERVAL = "15s"
+DEMO_INTERVAL = "10s"
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,13 @@ FAST = AdminSettings(
     retry_after=2.0,
     stop_grace=2.0,
 )
-"""Production logic with test-sized waits."""
+"""Production logic with test-sized waits, on the real clock."""
+
+FAKE_TIME = dataclasses.replace(
+    FAST, poll_interval=1.0, retry_base=1.0, retry_cap=4.0, deadline=20.0, wait_timeout=5.0
+)
+"""For a fake clock, whose sleeps take no time: production-like backoff and polling, so a
+wait or a deadline runs out after a handful of calls instead of thousands."""
 
 
 def _connection(
@@ -219,7 +226,7 @@ async def running_admin(
     tmp_path: Path,
     *,
     scenario: Scenario | None = None,
-    settings: AdminSettings = FAST,
+    settings: AdminSettings | None = None,
     clock: Clock | None = None,
     simulator_clock: Any = None,
     throttling: bool = False,
@@ -231,9 +238,11 @@ async def running_admin(
 ) -> AsyncIterator[AdminHarness]:
     """Simulator → VPC clients → AdminServer on 127.0.0.1, all over real HTTP.
 
-    `clock` drives the admin API's waits and the VPC clients' backoff; `simulator` reuses
-    a simulator (and its state) from an earlier run, as a restarted exporter would.
+    `clock` drives the admin API's waits and the VPC clients' backoff (default settings:
+    `FAKE_TIME` with a clock, `FAST` without); `simulator` reuses a simulator (and its
+    state) from an earlier run, as a restarted exporter would.
     """
+    settings = settings or (FAST if clock is None else FAKE_TIME)
     if simulator is None:
         options: dict[str, Any] = {"throttling": throttling}
         if simulator_clock is not None:
@@ -255,7 +264,8 @@ async def running_admin(
                     "DescribeVpnConnections",
                     "DescribeVcoRouteEntries",
                 )
-            }
+            },
+            **({} if clock is None else {"clock": clock.monotonic, "sleep": clock.sleep}),
         )
         provider = StaticCredentialsProvider("default", Credential(KEY_ID, KEY_SECRET))
         clients: dict[str, VpcClient] = {}

@@ -14,7 +14,7 @@ from exporter.admin import CLOUD_CODES
 from exporter.simulator import Fault
 from tests.admin_harness import (
     CONNECTION,
-    FAST,
+    FAKE_TIME,
     LOCKED_CONNECTION,
     REGION,
     ROUTE,
@@ -164,12 +164,12 @@ async def test_still_configuring_after_retries_is_503_with_a_default_retry_after
         admin.simulator.faults.add(Fault.error("VpnConnection.Configuring", action=CREATE))
         response = await admin.create()
         assert response.status_code == 503
-        assert response.headers["retry-after"] == str(int(FAST.retry_after))
+        assert response.headers["retry-after"] == str(int(FAKE_TIME.retry_after))
 
 
 async def test_retries_stop_at_the_deadline(tmp_path: Path) -> None:
     clock = FakeClock()
-    settings = dataclasses.replace(FAST, deadline=10.0, retry_base=4.0, retry_cap=4.0)
+    settings = dataclasses.replace(FAKE_TIME, deadline=10.0, retry_base=4.0, retry_cap=4.0)
     async with running_admin(tmp_path, clock=clock, settings=settings) as admin:
         admin.simulator.faults.add(Fault.error("TaskConflict", action=CREATE))
         start = clock.monotonic()
@@ -178,7 +178,7 @@ async def test_retries_stop_at_the_deadline(tmp_path: Path) -> None:
 
 
 async def test_no_answer_in_time_is_504_and_says_the_outcome_is_unknown(tmp_path: Path) -> None:
-    settings = dataclasses.replace(FAST, deadline=5.0, retry_base=3.0, retry_cap=3.0)
+    settings = dataclasses.replace(FAKE_TIME, deadline=5.0, retry_base=3.0, retry_cap=3.0)
     async with running_admin(
         tmp_path, clock=FakeClock(), settings=settings, client_timeout=0.1
     ) as admin:

@@ -4,7 +4,6 @@ waiting, dry runs, the pre-check, serialisation per connection, audit lines and 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import logging
 from pathlib import Path
@@ -16,7 +15,7 @@ from exporter.simulator import ManualClock
 from exporter.simulator.routes import RouteEntry, RouteTable
 from tests.admin_harness import (
     CONNECTION,
-    FAST,
+    FAKE_TIME,
     REGION,
     ROUTE,
     SECOND_CONNECTION,
@@ -28,8 +27,6 @@ from tests.fakes import FakeClock
 
 ROUTES_URL = f"/api/v1/vpn-connections/{CONNECTION}/routes"
 LOCATION = f"{ROUTES_URL}?region_id={REGION}"
-FAKE_TIME = dataclasses.replace(FAST, poll_interval=1.0)
-"""For a fake clock: a few polls, not thousands, before a wait runs out."""
 
 
 def route(third: int, **changes: Any) -> dict[str, Any]:
@@ -120,7 +117,6 @@ async def test_wait_that_times_out_answers_202(tmp_path: Path) -> None:
         scenario=routes_scenario(settle_seconds=30),
         simulator_clock=ManualClock(),
         clock=FakeClock(),
-        settings=FAKE_TIME,
     ) as admin:
         response = await admin.create(params={"wait": "true"})
         assert response.status_code == 202
@@ -237,12 +233,11 @@ async def test_a_connection_that_stays_updating_past_the_deadline_is_503(tmp_pat
         scenario=routes_scenario(settle_seconds=30),
         simulator_clock=ManualClock(),
         clock=FakeClock(),
-        settings=FAKE_TIME,
     ) as admin:
         assert (await admin.create()).status_code == 202
         response = await admin.create(route(11))
         assert response.status_code == 503
-        assert response.headers["retry-after"] == str(int(FAST.retry_after))
+        assert response.headers["retry-after"] == str(int(FAKE_TIME.retry_after))
         assert len(admin.creates()) == 1
 
 
