@@ -146,6 +146,8 @@ class Exporter:
         )
 
     async def stop(self) -> None:
+        """Stop polling, then serving; safe to call twice."""
+        self._started = False
         await self.scheduler.stop()
         await self.listener.stop()
         await self.http.aclose()

@@ -21,7 +21,8 @@ from exporter.diagnosis import (
     QuotaReading,
     RouteConflictReading,
 )
-from exporter.gzip_segments import Segment, compress_segment
+from exporter.cells import FamilyText
+from exporter.gzip_segments import Segment
 from exporter.state import GatewayRecord
 
 SCHEDULE_NOTE = "Refreshed on the exporter's own poll schedule, not per scrape."
@@ -258,61 +259,69 @@ def render_target(target: str, interval: float, effective_interval: float) -> Fr
     return out.fragments()
 
 
-class _FamilyCache:
-    """The joined text (and its gzip segment) of one family over all owners."""
-
-    __slots__ = ("fragments", "segment", "text")
-
-    def __init__(self) -> None:
-        self.fragments: dict[Hashable, bytes] = {}
-        self.text: bytes | None = b""
-        self.segment: Segment | None = None
-
-    def put(self, owner: Hashable, fragment: bytes) -> None:
-        if fragment:
-            if self.fragments.get(owner) == fragment:
-                return
-            self.fragments[owner] = fragment
-        elif self.fragments.pop(owner, None) is None:
-            return
-        self.text = None
-        self.segment = None
+OWNERS_PER_CELL = {
+    ITEM_STATUS.name: 8,
+    QUOTA_USED.name: 32,
+    QUOTA_LIMIT.name: 32,
+    PROBE_RTT.name: 32,
+    PROBE_LOSS.name: 32,
+    PROBE_REACHABLE.name: 32,
+}
+"""Owners per cell (see `exporter.cells`), so that a cell holds some 16-32 KB at scale: an
+owner has ~4 KB of item status lines, ~0.5 KB of quota or probe lines and one ~150-byte
+line in the other families (128 owners a cell). Smaller cells make updates cheaper and
+gzip larger."""
+DEFAULT_OWNERS_PER_CELL = 128
 
 
 class Exposition:
-    """Cached exposition of every owner's fragments, family by family."""
+    """Cached exposition of every owner's fragments, family by family.
+
+    Owners get slots in the order they first appear (a removed owner's slot is reused);
+    the text of each family is kept in cells of consecutive slots (`exporter.cells`).
+    """
 
     def __init__(self) -> None:
-        self._families = [_FamilyCache() for _ in FAMILIES]
+        self._families = [
+            FamilyText(family.header, OWNERS_PER_CELL.get(family.name, DEFAULT_OWNERS_PER_CELL))
+            for family in FAMILIES
+        ]
+        self._slots: dict[Hashable, int] = {}
+        self._free: list[int] = []
 
     def put(self, owner: Hashable, fragments: Fragments) -> None:
-        """Replace `owner`'s samples; only the families whose text changed are invalidated."""
-        for cache, fragment in zip(self._families, fragments, strict=True):
-            cache.put(owner, fragment)
+        """Replace `owner`'s samples; only the cells whose text changed are rebuilt."""
+        slot = self._slots.get(owner)
+        if slot is None:
+            if not any(fragments):
+                return
+            slot = self._free.pop() if self._free else len(self._slots)
+            self._slots[owner] = slot
+        for family, fragment in zip(self._families, fragments, strict=True):
+            family.set(slot, fragment)
 
     def remove(self, owner: Hashable) -> None:
         """Drop every sample of `owner`."""
-        self.put(owner, EMPTY_FRAGMENTS)
+        slot = self._slots.pop(owner, None)
+        if slot is None:
+            return
+        for family in self._families:
+            family.set(slot, b"")
+        self._free.append(slot)
+
+    @property
+    def size(self) -> int:
+        """Length of the whole text in bytes."""
+        return sum(f.size + len(f.header) for f in self._families if f.filled)
 
     def chunks(self) -> Iterator[bytes]:
-        """The exposition text, family by family, each joined at most once per change."""
-        for family, cache in zip(FAMILIES, self._families, strict=True):
-            text = self._text(family, cache)
-            if text:
-                yield text
+        """The exposition text, family by family, as cached cells (nothing is joined)."""
+        for family in self._families:
+            yield from family.chunks()
 
     def segments(self) -> Iterator[Segment]:
-        """The same text as gzip segments, each compressed at most once per change."""
-        for family, cache in zip(FAMILIES, self._families, strict=True):
-            if cache.segment is None:
-                cache.segment = compress_segment(self._text(family, cache))
-            if cache.segment.size:
-                yield cache.segment
-
-    @staticmethod
-    def _text(family: Family, cache: _FamilyCache) -> bytes:
-        if cache.text is None:
-            cache.text = (
-                family.header + b"".join(cache.fragments.values()) if cache.fragments else b""
-            )
-        return cache.text
+        """The same text as one gzip segment per family, joined at most once per change."""
+        for family in self._families:
+            segment = family.segment()
+            if segment.size:
+                yield segment
