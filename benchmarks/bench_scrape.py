@@ -17,10 +17,12 @@ everything per scrape anyway, so its steady-state figures stand for it there.
 from __future__ import annotations
 
 import hashlib
+import math
 import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.procs import Child
 from benchmarks.report import Row, Section, ms, ratio
@@ -83,17 +85,11 @@ class ScrapeBench:
             )
             ours = Scraper(ready["port"])
             self._capture(ours)
-            with (
-                Child("static", self._static_argv()) as static_child,
-                Child("baseline", ["-m", "benchmarks.baseline_server", "--exposition", str(self.files / "plain")]) as baseline_child,
-            ):
+            with Child("static", self._static_argv()) as static_child:
                 static = Scraper(static_child.ready()["port"])
-                baseline_ready = baseline_child.ready(timeout=600)
-                baseline = Scraper(baseline_ready["port"])
-                self._check_same_series(baseline)
+                self.children = (ours_child, static_child)
+                base, baseline_ready = self._baseline_all()
                 steady = {fmt: self._steady(fmt, ours, static) for fmt in FORMATS}
-                base = {fmt: self._baseline(fmt, baseline) for fmt in FORMATS}
-                baseline_child.stop()
                 for fmt in FORMATS:
                     self._scrape_rows(fmt, steady[fmt], base[fmt])
                 self._update_cost(ours_child)
@@ -153,6 +149,7 @@ class ScrapeBench:
             ours.scrape(fmt)
             static.scrape(fmt)
         ours_times, static_times = [], []
+        cpu = [child.cpu_seconds() for child in self.children]
         for _ in range(self.settings.scrapes):
             a = ours.scrape(fmt)
             b = static.scrape(fmt)
@@ -160,10 +157,30 @@ class ScrapeBench:
                 raise AssertionError(f"{fmt}: a scrape returned other bytes than the static copy")
             ours_times.append(a.seconds)
             static_times.append(b.seconds)
+        ours_cpu, static_cpu = (
+            (child.cpu_seconds() - before) / self.settings.scrapes
+            for child, before in zip(self.children, cpu, strict=True)
+        )
+        self.scrape_section.note(
+            f"{fmt}: server CPU per scrape: ours {ms(ours_cpu)}, static file {ms(static_cpu)}"
+        )
         return Timing(ours_times), Timing(static_times)
 
-    def _baseline(self, fmt: str, baseline: Scraper) -> Timing:
-        return Timing([baseline.scrape(fmt).seconds for _ in range(self.settings.baseline_scrapes)])
+    def _baseline_all(self) -> tuple[dict[str, Timing], dict[str, Any]]:
+        """The baseline's timings per format (NaN when `baseline_scrapes` is 0)."""
+        n = self.settings.baseline_scrapes
+        if n == 0:
+            return {fmt: Timing([math.nan]) for fmt in FORMATS}, {"rss_mb": math.nan, "build_seconds": math.nan}
+        argv = ["-m", "benchmarks.baseline_server", "--exposition", str(self.files / "plain")]
+        with Child("baseline", argv) as child:
+            ready = child.ready(timeout=600)
+            baseline = Scraper(ready["port"])
+            self._check_same_series(baseline)
+            timings = {
+                fmt: Timing([baseline.scrape(fmt).seconds for _ in range(n)]) for fmt in FORMATS
+            }
+            baseline.close()
+        return timings, ready
 
     def _scrape_rows(self, fmt: str, steady: tuple[Timing, Timing], base: Timing) -> None:
         ours, static = steady

@@ -92,8 +92,7 @@ class Bench:
         count = min(count, len(self.keys))
         keys = [self.keys[(self.next + i) % len(self.keys)] for i in range(count)]
         self.next = (self.next + count) % len(self.keys)
-        if self.next < count:
-            self.step += 1  # a full round: the next answers are newer diagnoses
+        self.step += 1  # every absorbed answer is a newer diagnosis than the last one
         now = START + self.step * STEP
         self.source.answers = self.generated.answers(
             ((key.region_id, key.vpn_gateway_id) for key in keys), now

@@ -163,7 +163,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",
-        "60",
+        "150",
         "--seed",
         "20261122",
         "--workers",

@@ -4,11 +4,14 @@ call" is checked on the simulator's journal: not a single request reached it."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.admin_harness import (
     CONNECTION,
@@ -18,6 +21,7 @@ from tests.admin_harness import (
     SECOND_CONNECTION,
     VPNGW_CONNECTION,
     AdminHarness,
+    routes_scenario,
     running_admin,
 )
 
@@ -27,7 +31,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def open_admin(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AdminHarness]:
-    async with running_admin(tmp_path_factory.mktemp("open")) as harness:
+    scenario = routes_scenario(connection_quota=100_000, region_quota=100_000)
+    async with running_admin(tmp_path_factory.mktemp("open"), scenario=scenario) as harness:
         yield harness
 
 
@@ -312,3 +317,41 @@ async def test_an_unsupported_method_is_405_with_allow(admin: AdminHarness) -> N
     response = await admin.http.delete(f"/api/v1/vpn-connections/{CONNECTION}/routes")
     assert response.status_code == 405
     assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
+SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+
+
+def _network(address: int, prefix: int) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network((address, prefix), strict=False)
+
+
+networks = st.one_of(
+    st.builds(_network, st.integers(0, 2**32 - 1), st.integers(0, 32)),
+    # around the shared address space, where a mistake would cut a connection
+    st.builds(
+        _network,
+        st.integers(int(SHARED.network_address) - 2**23, int(SHARED.broadcast_address) + 2**23),
+        st.integers(4, 32),
+    ),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(network=networks)
+async def test_no_destination_touching_the_shared_space_ever_reaches_the_cloud(
+    admin: AdminHarness, network: ipaddress.IPv4Network
+) -> None:
+    before = len(admin.creates())
+    response = await admin.create({**ROUTE, "route_dest": str(network)})
+    if network.prefixlen == 0 or network.overlaps(SHARED):
+        assert response.status_code == 422
+        assert len(admin.creates()) == before
+    elif response.status_code == 202:
+        assert len(admin.creates()) == before + 1
+    else:  # a route seen before, or unroutable space
+        assert response.status_code in (409, 422), response.text

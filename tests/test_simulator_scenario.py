@@ -109,7 +109,7 @@ async def test_demo_inconsistent_gateway_has_three_differing_settings(served: Se
 
 
 async def test_demo_lossy_gateway_private_probe_is_slow_and_lossy(served: Served) -> None:
-    served.simulator.faults.clear()  # the demo's every-4th throttling is not this test's
+    served.simulator.faults.clear()  # the demo's every-2nd throttling is not this test's
     for _ in range(5):
         probe = readings(await latest(served, "ap-southeast-1", "vpn-sg2lossy"))[
             "VcoPrivateConnectivity"

@@ -12,6 +12,7 @@ create itself).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import json
@@ -40,6 +41,7 @@ from exporter.admin.problems import (
     NOT_ALLOWED,
     NOT_FOUND,
     PROBLEM_MEDIA_TYPE,
+    SHUTTING_DOWN,
     InvalidParam,
     Problem,
     ProblemError,
@@ -305,6 +307,11 @@ class AdminApi:
             outcome = await self._service.create(
                 connection_id, body, key, caller_token=caller_key, wait=wait, trace=trace
             )
+        except asyncio.CancelledError:  # at shutdown; the gate answers and counts it
+            self._audit_create(
+                request, connection_id, body, "cancelled", SHUTTING_DOWN.status, trace, started
+            )
+            raise
         except ProblemError as problem:
             self._audit.failure("create_route", problem.kind.reason)
             self._audit_create(

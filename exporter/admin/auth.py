@@ -60,6 +60,7 @@ class AdminGate:
         self._max_body_bytes = max_body_bytes
         self._retry_after = retry_after
         self._draining = False
+        self._cancelling = False
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -84,8 +85,30 @@ class AdminGate:
         assert task is not None
         self._in_flight.add(task)
         self._idle.clear()
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self._serve(scope, receive, send, operation)
+            await self._serve(scope, receive, tracked_send, operation)
+        except asyncio.CancelledError:
+            if not self._cancelling or started:
+                raise
+            # Cancelled by `cancel_in_flight` at shutdown: answer rather than drop.
+            await self._refuse(
+                scope,
+                send,
+                operation,
+                ProblemError(
+                    SHUTTING_DOWN,
+                    "the exporter stopped before this request finished; its outcome is "
+                    "unknown: retry with the same Idempotency-Key",
+                    retry_after=self._retry_after,
+                ),
+            )
         finally:
             self._in_flight.discard(task)
             if not self._in_flight:
@@ -161,7 +184,8 @@ class AdminGate:
         return True
 
     def cancel_in_flight(self) -> int:
-        """Cancel the requests still running; return how many there were."""
+        """Cancel the requests still running (they answer 503); return how many there were."""
+        self._cancelling = True
         for task in self._in_flight:
             task.cancel()
         return len(self._in_flight)

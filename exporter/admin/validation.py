@@ -37,7 +37,8 @@ REGION_ID_PATTERN = r"^[a-z]{2,}(?:-[a-z0-9]+){1,5}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9\-_.:~+/=]{1,64}$"
 """An `Idempotency-Key`: it becomes the ClientToken, which must be ASCII (and, as other
 Alibaba Cloud ClientTokens, at most 64 characters). A UUID fits."""
-CIDR_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+CIDR_PATTERN = rf"^({_OCTET}\.){{3}}{_OCTET}/(3[0-2]|[12]?[0-9])$"
 """The shape of an IPv4 CIDR, for the OpenAPI document; the validator decides."""
 MAX_DESCRIPTION = 100
 """ASSUMPTION: the API page gives no limit; 1 to 100 characters is the rule of the other
