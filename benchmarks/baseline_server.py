@@ -7,8 +7,9 @@
 The series come from the exporter's own plain-text exposition (FILE): one `Gauge` per
 per-gateway family (`exporter.exposition.FAMILIES`; the exporter's few self-metrics are
 rendered by this same library in both servers and are left out), with the family's HELP
-text and label names in the exporter's order, one child per series set to the same value. The parent checks afterwards that both servers expose the
-same set of series with the same values.
+text and label names in the exporter's order, one child per series set to the same
+value. The parent checks afterwards that both servers expose the same set of series with
+the same values.
 """
 
 from __future__ import annotations

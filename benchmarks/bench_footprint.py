@@ -53,7 +53,10 @@ def generated_ids(gateways: int, regions: list[str]) -> dict[str, list[str]]:
     return by_region
 
 
-def write_config(path: Path, endpoint: str, by_region: dict[str, list[str]], rate: str) -> None:
+def write_config(
+    path: Path, endpoint: str, by_region: dict[str, list[str]], rate: str, interval: str = "5m"
+) -> None:
+    """An ordinary YAML config: the demo key pair, one target per region."""
     config = {
         "credentials": {
             "default": {
@@ -62,7 +65,7 @@ def write_config(path: Path, endpoint: str, by_region: dict[str, list[str]], rat
                 "access_key_secret": DEMO_ACCESS_KEY_SECRET,
             }
         },
-        "poll": {"interval": "5m"},
+        "poll": {"interval": interval},
         "api": {"endpoint": endpoint, "rate_limits": {"GetVpnGatewayDiagnoseResult": rate}},
         "targets": [{"region_id": r, "gateways": ids} for r, ids in by_region.items()],
     }
@@ -113,8 +116,7 @@ def start_to_ready(config: Path) -> float:
 def import_time() -> float:
     """Seconds a fresh interpreter spends importing `exporter.run`."""
     code = (
-        "import time; t = time.perf_counter(); import exporter.run; "
-        "print(time.perf_counter() - t)"
+        "import time; t = time.perf_counter(); import exporter.run; print(time.perf_counter() - t)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True

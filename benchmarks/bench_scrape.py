@@ -170,7 +170,10 @@ class ScrapeBench:
         """The baseline's timings per format (NaN when `baseline_scrapes` is 0)."""
         n = self.settings.baseline_scrapes
         if n == 0:
-            return {fmt: Timing([math.nan]) for fmt in FORMATS}, {"rss_mb": math.nan, "build_seconds": math.nan}
+            return {fmt: Timing([math.nan]) for fmt in FORMATS}, {
+                "rss_mb": math.nan,
+                "build_seconds": math.nan,
+            }
         argv = ["-m", "benchmarks.baseline_server", "--exposition", str(self.files / "plain")]
         with Child("baseline", argv) as child:
             ready = child.ready(timeout=600)
@@ -192,7 +195,7 @@ class ScrapeBench:
                 _timing(ours),
                 _timing(base),
                 ratio(ours.median, base.median),
-                "≤ 0.05 (≥ 20× faster)",
+                "≤ 0.05 (≥ 20x faster)",
                 ours.median <= FASTER_TARGET * base.median,
             )
         )
@@ -217,7 +220,7 @@ class ScrapeBench:
         self.update_section.add(
             Row(
                 f"CPU per absorbed result at {s.gateways:,} gateways "
-                f"(median of {s.update_rounds} × {s.update_count:,})",
+                f"(median of {s.update_rounds} x {s.update_count:,})",
                 ms(value),
                 "",
                 "",
@@ -253,7 +256,7 @@ class ScrapeBench:
                 _timing(mine),
                 _timing(base),
                 ratio(mine.median, base.median),
-                "≤ 0.05 (≥ 20× faster)",
+                "≤ 0.05 (≥ 20x faster)",
                 mine.median <= FASTER_TARGET * base.median,
             )
         )

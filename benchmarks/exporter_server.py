@@ -22,6 +22,7 @@ import asyncio
 import gc
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.feed import FeedSource, GeneratedFleet, regions_of
@@ -113,7 +114,7 @@ async def main(args: argparse.Namespace) -> None:
     started = await bench.start()
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    handlers = {"absorb": bench.absorb, "memory": own_memory}
+    handlers: dict[str, Callable[..., Any]] = {"absorb": bench.absorb, "memory": own_memory}
 
     def commands() -> None:
         try:

@@ -97,12 +97,15 @@ class Child:
             self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
 
-    def log_tail(self, lines: int = 15) -> str:
+    def log_text(self) -> str:
+        """Everything the child wrote to stderr so far."""
         try:
-            text = Path(self._log.name).read_text(errors="replace")
+            return Path(self._log.name).read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def check_alive(self) -> None:
         code = self.process.poll()

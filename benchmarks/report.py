@@ -1,7 +1,7 @@
 """The results table: one row per measured target, printed and written to RESULTS.md.
 
 A row compares our figure with a baseline figure when there is one (the ratio is always
-ours ÷ baseline, so "≤ 0.05" means "at least 20× faster"), or states a limit when the
+ours ÷ baseline, so "≤ 0.05" means "at least 20x faster"), or states a limit when the
 target is absolute (≤ 1 ms, ≤ 250 MB…). Rows without a target are context: they are
 printed but never fail the run.
 """
@@ -120,7 +120,9 @@ def machine() -> str:
     )
 
 
-def results_markdown(sections: Sequence[Section], *, started: datetime.datetime, took: float) -> str:
+def results_markdown(
+    sections: Sequence[Section], *, started: datetime.datetime, took: float
+) -> str:
     """The whole RESULTS.md text."""
     verdict = "every target passed" if all_passed(sections) else "some targets FAILED"
     parts = [
@@ -142,7 +144,9 @@ def results_markdown(sections: Sequence[Section], *, started: datetime.datetime,
     for section in sections:
         if section.notes:
             parts += [f"## {section.title}", ""]
-            parts += [note if note.startswith(("```", "    ")) else f"- {note}" for note in section.notes]
+            parts += [
+                note if note.startswith(("```", "    ")) else f"- {note}" for note in section.notes
+            ]
             parts.append("")
     return "\n".join(parts)
 

@@ -1,14 +1,15 @@
 """The exporter as one object: config in, running scheduler and listeners out.
 
 `Exporter` wires the one-way data flow config → client → parser → state → exposition →
-HTTP. It owns the shared HTTP client, the rate budgets, one VPC client per (credentials
-profile, region), the fleet and the scheduler, and knows how to report health.
+HTTP. It owns the shared HTTP client, the rate budgets (per account and region, this
+shard's share), one VPC client per (credentials profile, region), the fleet, the
+inventory (discovery, connection status, the budget plan), the scheduler and the
+scheduled diagnoses, and knows how to report health.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 
 import httpx
@@ -17,28 +18,31 @@ from exporter.client import VpcClient, make_http_client
 from exporter.clock import Clock, SystemClock
 from exporter.config import Config
 from exporter.credentials import CredentialsProvider, build_providers
+from exporter.diagnoses import Diagnoses
 from exporter.exposition import Exposition
 from exporter.fleet import Fleet
-from exporter.listener import Listener, TlsSettings
-from exporter.poller import ACTION, Poller
+from exporter.inventory import Inventory
+from exporter.listener import Listener
+from exporter.poller import Poller
+from exporter.profiles import MonitoredProvider
 from exporter.ratelimit import RateBudgets
 from exporter.retry import RetryPolicy
-from exporter.scheduler import PollScheduler, TargetPlan, effective_interval
+from exporter.scheduler import PollScheduler
 from exporter.self_metrics import SelfMetrics
+from exporter.sharding import UNSHARDED, Shard
 from exporter.status_page import render_status_page
 from exporter.web import MetricsEndpoint, build_metrics_app
+from exporter.web_config import WebConfig, secure_app
 
 log = logging.getLogger(__name__)
-
-STALE_AFTER_INTERVALS = 3
 
 
 @dataclass(frozen=True, slots=True)
 class ListenSettings:
-    """Where and how the metrics listener serves."""
+    """Where and how the metrics listener serves (`--web.*` flags)."""
 
     address: str = ":9747"
-    tls: TlsSettings | None = None
+    web_config: WebConfig | None = None
 
 
 class Exporter:
@@ -52,11 +56,21 @@ class Exporter:
         providers: dict[str, CredentialsProvider] | None = None,
         clock: Clock | None = None,
         metrics: SelfMetrics | None = None,
+        shard: Shard = UNSHARDED,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.metrics = metrics or SelfMetrics()
-        self.providers = providers if providers is not None else build_providers(config)
+        self.shard = shard
+        built = providers if providers is not None else build_providers(config)
+        self.providers: dict[str, CredentialsProvider] = {
+            name: MonitoredProvider(
+                provider,
+                self.metrics,
+                [target.name for target in config.targets if target.credentials == name],
+            )
+            for name, provider in built.items()
+        }
         self.exposition = Exposition()
         self.fleet = Fleet(self.exposition)
         self.poller = Poller(self.fleet, self.metrics, self.clock)
@@ -69,9 +83,27 @@ class Exporter:
         self.budgets = RateBudgets(
             {action: (rate.calls, rate.period) for action, rate in api.rate_limits.items()},
             share=api.budget_fraction,
+            shards=shard.total,
         )
         self.clients: dict[tuple[str, str], VpcClient] = {}
-        self.scheduler = PollScheduler(self._plans(), self.poller, self.fleet, self.clock)
+        self.inventory = Inventory(
+            config,
+            client_for=self.client,
+            budgets=self.budgets,
+            fleet=self.fleet,
+            clock=self.clock,
+            shard=shard,
+        )
+        self.scheduler = PollScheduler(
+            self.inventory.poll_plans(), self.poller, self.fleet, self.clock
+        )
+        self.inventory.bind(self.scheduler)
+        self.diagnoses: Diagnoses | None = None
+        if config.diagnose.enabled:
+            self.diagnoses = Diagnoses(
+                config.diagnose, self.inventory, self.fleet, self.metrics, self.clock
+            )
+            self.diagnoses.bind(self.scheduler)
         endpoint = MetricsEndpoint(self.exposition, self.metrics)
         self.app = build_metrics_app(
             endpoint,
@@ -80,7 +112,10 @@ class Exporter:
             status_page=lambda: render_status_page(self.fleet.records.values()),
         )
         listen = listen or ListenSettings()
-        self.listener = Listener(self.app, listen.address, listen.tls)
+        web_config = listen.web_config or WebConfig()
+        self.listener = Listener(
+            secure_app(self.app, web_config), listen.address, web_config.tls_settings()
+        )
         self._started = False
 
     def client(self, profile: str, region_id: str) -> VpcClient:
@@ -98,36 +133,16 @@ class Exporter:
                 retry=RetryPolicy(max_retries=api.max_retries),
                 timeout=api.timeout,
                 max_response_bytes=int(api.max_response_bytes),
+                account=self.config.account_of(profile),
             )
         return self.clients[key]
 
-    def _plans(self) -> list[TargetPlan]:
-        """One plan per target, with its share of the account and region's budget."""
-        config = self.config
-        gateways_per_budget: Counter[tuple[str, str]] = Counter()
-        for target in config.targets:
-            gateways_per_budget[(target.credentials, target.region_id)] += len(target.gateways)
-        plans = []
-        for target in config.targets:
-            interval = config.interval_for(target)
-            budget_key = (target.credentials, target.region_id)
-            rate = self.budgets.rate_per_second(ACTION)
-            share = len(target.gateways) / max(gateways_per_budget[budget_key], 1)
-            effective = effective_interval(interval, len(target.gateways), rate * share)
-            plans.append(
-                TargetPlan(
-                    name=target.name,
-                    region_id=target.region_id,
-                    gateways=list(target.gateways),
-                    client=self.client(target.credentials, target.region_id),
-                    interval=interval,
-                    effective_interval=effective,
-                    stale_after=config.poll.stale_after or STALE_AFTER_INTERVALS * effective,
-                    jitter=config.poll.jitter * effective,
-                    startup_spacing=1.0 / (rate * share) if rate * share > 0 else 0.0,
-                )
-            )
-        return plans
+    def region_client(self, region_id: str) -> VpcClient:
+        """The client of the first target covering `region_id` (for the admin API)."""
+        for target in self.config.targets:
+            if target.region_id == region_id:
+                return self.client(target.credentials, region_id)
+        raise KeyError(f"no target covers region {region_id}")
 
     async def start(self) -> None:
         await self.listener.start()
@@ -141,6 +156,7 @@ class Exporter:
                     "port": self.listener.port,
                     "targets": len(self.scheduler.plans),
                     "gateways": sum(len(plan.keys) for plan in self.scheduler.plans),
+                    "shard": str(self.shard),
                 }
             },
         )
@@ -149,6 +165,9 @@ class Exporter:
         """Stop polling, then serving; safe to call twice."""
         self._started = False
         await self.scheduler.stop()
+        await self.inventory.stop()
+        if self.diagnoses is not None:
+            await self.diagnoses.stop()
         await self.listener.stop()
         await self.http.aclose()
 

@@ -63,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
     )
     parser.add_argument(
+        "--shard",
+        dest="shard",
+        metavar="N|auto",
+        help="this process's shard, 0-based; auto: the ordinal of the StatefulSet pod name "
+        "in POD_NAME or HOSTNAME (needs --total-shards)",
+    )
+    parser.add_argument(
+        "--total-shards",
+        dest="total_shards",
+        type=int,
+        metavar="N",
+        help="number of shards: each polls the gateways whose ID hashes to its index, "
+        "with 1/N of every API budget (default 1: no sharding)",
+    )
+    parser.add_argument(
         "--check-config",
         action="store_true",
         help="validate --config.file, print what is wrong and exit 0 (valid) or 1",
@@ -86,6 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
 
     from exporter.config import check_config
+    from exporter.sharding import ShardError, shard_from_flags
+
+    try:
+        args.sharding = shard_from_flags(args.shard, args.total_shards)
+    except ShardError as error:
+        parser.error(str(error))
 
     if args.check_config:
         if not args.config_file:

@@ -195,8 +195,9 @@ Sleep = Callable[[float], Awaitable[None]]
 class VpcClient:
     """Calls the VPC API in one region with one credentials profile.
 
-    Every HTTP attempt waits for a slot of the (profile, region, action) budget, is signed
-    afresh, is counted in the self-metrics and must finish within `timeout`. Failures raise
+    Every HTTP attempt waits for a slot of the (account, region, action) budget (the
+    account defaults to the profile's name), is signed afresh, is counted in the
+    self-metrics and must finish within `timeout`. Failures raise
     the `exporter.errors` types; transient ones are retried first per `retry`.
     """
 
@@ -216,9 +217,12 @@ class VpcClient:
         wall_clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        account: str | None = None,
     ) -> None:
         self._http = http
         self._credentials = credentials
+        self.account = account or credentials.profile
+        """Whose rate budgets the calls take: the API throttles per account and region."""
         self.region_id = region_id
         self.base_url = endpoint_url(endpoint, region_id)
         self._budgets = budgets or RateBudgets()
@@ -399,7 +403,7 @@ class VpcClient:
         entry = self._per_action.get(action)
         if entry is None:
             entry = (
-                self._budgets.get(self.profile, self.region_id, action),
+                self._budgets.get(self.account, self.region_id, action),
                 self._metrics.api_requests.labels(action),
                 self._metrics.api_duration.labels(action),
             )

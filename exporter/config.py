@@ -265,6 +265,18 @@ RoleSessionName = Annotated[
 StsEndpoint = Annotated[
     str, _matching(r"[A-Za-z0-9.-]+(?::\d{1,5})?", "not an endpoint host (host or host:port)")
 ]
+OidcProviderArn = Annotated[
+    str,
+    _matching(
+        r"acs:ram::\d+:oidc-provider/\S+",
+        "not an OIDC provider ARN (acs:ram::<account>:oidc-provider/<name>)",
+    ),
+]
+AccountId = Annotated[str, _matching(r"\d{1,32}", "not an Alibaba Cloud account ID (digits)")]
+RamRoleName = Annotated[
+    str, _matching(r"[A-Za-z0-9.-]{1,64}", "not a RAM role name (letters, digits, '.', '-')")
+]
+TagKey = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 def _non_empty_secret(value: SecretStr) -> SecretStr:
@@ -346,7 +358,17 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-class DefaultProfile(StrictModel):
+class _Profile(StrictModel):
+    """What every credentials profile has besides its source."""
+
+    account_id: AccountId | None = None
+    """The Alibaba Cloud account the profile's calls count against. The API throttles per
+    account and region, so profiles of one account share one rate budget. None: the
+    account in `role_arn` when the profile has one, else the profile counts as an account
+    of its own."""
+
+
+class DefaultProfile(_Profile):
     """The official `alibabacloud-credentials` chain: environment variables, OIDC/RRSA,
     the aliyun CLI profile, `~/.alibabacloud/credentials.ini`, the ECS RAM role (unless
     `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`) and `ALIBABA_CLOUD_CREDENTIALS_URI`."""
@@ -354,7 +376,7 @@ class DefaultProfile(StrictModel):
     source: Literal["default"] = "default"
 
 
-class AccessKeyProfile(StrictModel):
+class AccessKeyProfile(_Profile):
     """A fixed AccessKey pair, with an STS token when the pair is temporary."""
 
     source: Literal["access_key"] = "access_key"
@@ -363,7 +385,7 @@ class AccessKeyProfile(StrictModel):
     security_token: Secret | None = None
 
 
-class RamRoleArnProfile(StrictModel):
+class RamRoleArnProfile(_Profile):
     """Credentials of a RAM role assumed with STS AssumeRole, refreshed before they expire.
 
     `base_profile` names the profile whose credentials call AssumeRole; without it the
@@ -379,8 +401,58 @@ class RamRoleArnProfile(StrictModel):
     sts_endpoint: StsEndpoint | None = None
 
 
+class OidcProfile(_Profile):
+    """A RAM role assumed with an OIDC token (STS AssumeRoleWithOIDC): RRSA on ACK.
+
+    Each setting left out is read from the variable RRSA injects into the pod:
+    `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN`,
+    `ALIBABA_CLOUD_OIDC_TOKEN_FILE`. The token file is re-read at every refresh.
+    """
+
+    source: Literal["oidc"] = "oidc"
+    role_arn: RoleArn | None = None
+    oidc_provider_arn: OidcProviderArn | None = None
+    oidc_token_file: Path | None = None
+    role_session_name: RoleSessionName = "aliyun-vpn-exporter"
+    session_duration: Annotated[Duration, Field(ge=900, le=43200)] = 3600.0
+    sts_endpoint: StsEndpoint | None = None
+
+
+class EcsRamRoleProfile(_Profile):
+    """The RAM role of the ECS instance the exporter runs on, from the metadata service
+    (100.100.100.200), refreshed when asked (no background thread)."""
+
+    source: Literal["ecs_ram_role"] = "ecs_ram_role"
+    role_name: RamRoleName | None = None
+    """None: the role the metadata service names."""
+    disable_imds_v1: bool = False
+    """True: only the token-protected (IMDSv2) metadata requests."""
+
+
+def _check_credentials_uri(value: SecretStr) -> SecretStr:
+    # The URI may carry a token in its query: the messages describe, never quote.
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _invalid("credentials_uri", "not an http:// or https:// URL")
+    return value
+
+
+class CredentialsUriProfile(_Profile):
+    """Credentials served by a local HTTP endpoint (the `ALIBABA_CLOUD_CREDENTIALS_URI`
+    protocol: JSON with `AccessKeyId`, `AccessKeySecret`, `SecurityToken`, `Expiration`)."""
+
+    source: Literal["credentials_uri"] = "credentials_uri"
+    uri: Annotated[SecretStr, AfterValidator(_check_credentials_uri)]
+
+
 CredentialsProfile = Annotated[
-    DefaultProfile | AccessKeyProfile | RamRoleArnProfile, Field(discriminator="source")
+    DefaultProfile
+    | AccessKeyProfile
+    | RamRoleArnProfile
+    | OidcProfile
+    | EcsRamRoleProfile
+    | CredentialsUriProfile,
+    Field(discriminator="source"),
 ]
 """A named credentials profile; `source` says which kind."""
 
@@ -454,11 +526,72 @@ class Target(StrictModel):
         return self
 
 
+class IpsecExtendInfo(StrictModel):
+    """The two private IPs a diagnosis probes between (DiagnoseVpnGateway `IPsecExtendInfo`);
+    the VcoPrivateConnectivity item needs them."""
+
+    private_source_ip: ipaddress.IPv4Address
+    """On the VPC side (`PrivateSourceIp`)."""
+    private_destination_ip: ipaddress.IPv4Address
+    """On the on-premises side (`PrivateDestinationIp`)."""
+
+
 class DiagnoseConfig(StrictModel):
-    """Scheduled diagnoses (DiagnoseVpnGateway) of every connection; off by default."""
+    """Scheduled diagnoses (DiagnoseVpnGateway) of every connection; off by default.
+
+    Each connection of every polled gateway is diagnosed once per `interval` (the starts
+    spread over it), and the diagnosis is read by its DiagnoseId every `result_interval`
+    until it has finished all its items or `timeout` has passed.
+    """
 
     enabled: bool = False
     interval: PositiveDuration = 3600.0
+    timeout: PositiveDuration = 300.0
+    result_interval: PositiveDuration = 5.0
+    connections: dict[VpnConnectionId, IpsecExtendInfo] = {}
+    """`IPsecExtendInfo` per connection; connections not listed are diagnosed without it."""
+
+    @model_validator(mode="after")
+    def _reads_fit_the_timeout(self) -> DiagnoseConfig:
+        if self.result_interval >= self.timeout:
+            raise _invalid("diagnose_timeout", "result_interval must be shorter than timeout")
+        if self.timeout >= self.interval:
+            raise _invalid("diagnose_timeout", "timeout must be shorter than interval")
+        return self
+
+
+_LABEL_CHARACTER = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def tag_label_name(tag_key: str) -> str:
+    """The label of `aliyun_vpn_gateway_info` a tag becomes: `tag_` and the key with every
+    character not allowed in a label name as `_` (`app.kubernetes.io/name` →
+    `tag_app_kubernetes_io_name`), as kube-state-metrics names Kubernetes labels."""
+    return "tag_" + _LABEL_CHARACTER.sub("_", tag_key)
+
+
+class GatewayInfoConfig(StrictModel):
+    """What `aliyun_vpn_gateway_info` carries besides name, VPC, spec and status."""
+
+    tags: tuple[TagKey, ...] = ()
+    """Tag keys exported as `tag_<key>` labels (an allow-list: tags are free-form, and
+    every label value is a series)."""
+
+    @field_validator("tags")
+    @classmethod
+    def _distinct_labels(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        seen: dict[str, int] = {}
+        problems: list[tuple[Loc, str]] = []
+        for index, tag in enumerate(tags):
+            label = tag_label_name(tag)
+            if label in seen:
+                problems.append(
+                    ((index,), f"becomes the label {label}, as tags[{seen[label]}] does")
+                )
+            else:
+                seen[label] = index
+        _raise_problems(problems)
+        return tags
 
 
 class AdminConfig(StrictModel):
@@ -487,6 +620,7 @@ class Config(StrictModel):
     api: ApiConfig = ApiConfig()
     targets: tuple[Target, ...] = ()
     diagnose: DiagnoseConfig = DiagnoseConfig()
+    gateway_info: GatewayInfoConfig = GatewayInfoConfig()
     admin: AdminConfig = AdminConfig()
 
     @field_validator("credentials")
@@ -565,6 +699,18 @@ class Config(StrictModel):
     def regions(self) -> frozenset[str]:
         """Every region some target covers."""
         return frozenset(target.region_id for target in self.targets)
+
+    def account_of(self, profile: str) -> str:
+        """The account whose rate budgets the profile's calls take (see
+        `_Profile.account_id`): its `account_id`, the account of its `role_arn`, or
+        `profile:<name>`."""
+        settings = self.credentials[profile]
+        if settings.account_id:
+            return settings.account_id
+        role_arn = getattr(settings, "role_arn", None)
+        if role_arn:
+            return str(role_arn).split(":")[3]
+        return f"profile:{profile}"
 
 
 def _base_profile_problem(

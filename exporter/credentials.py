@@ -10,6 +10,15 @@
   `ALIBABA_CLOUD_CREDENTIALS_URI`. The first source that works is kept.
 - `ram_role_arn`: STS AssumeRole through the library, refreshed before expiry, with the
   credentials of `base_profile` (or of the default chain).
+- `oidc`: STS AssumeRoleWithOIDC (RRSA on ACK), settings from the profile or else from
+  the variables RRSA injects (`ALIBABA_CLOUD_ROLE_ARN`, `_OIDC_PROVIDER_ARN`,
+  `_OIDC_TOKEN_FILE`) in `environ`.
+- `ecs_ram_role`: the instance's RAM role from the ECS metadata service, without the
+  library's background refresh thread.
+- `credentials_uri`: a local credentials endpoint.
+
+The STS calls (`ram_role_arn`, `oidc`) always go over https and trust the system's CAs
+(and `SSL_CERT_FILE`), not `api.ca_file`: the library builds its own TLS context.
 
 Why the default chain is assembled here from the library's own providers instead of
 `alibabacloud_credentials.client.Client()`:
@@ -45,7 +54,15 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from exporter.config import AccessKeyProfile, Config, DefaultProfile, RamRoleArnProfile
+from exporter.config import (
+    AccessKeyProfile,
+    Config,
+    CredentialsUriProfile,
+    DefaultProfile,
+    EcsRamRoleProfile,
+    OidcProfile,
+    RamRoleArnProfile,
+)
 from exporter.errors import CredentialsError
 
 log = logging.getLogger(__name__)
@@ -199,6 +216,15 @@ def _fixed(credential: Credential) -> Fetch:
     return fetch
 
 
+def _refusing(reason: str) -> Fetch:
+    """A source that cannot work, failing with `reason` each time it is tried."""
+
+    async def refused() -> Credential:
+        raise ValueError(reason)
+
+    return refused
+
+
 def _library_link(make: Callable[[], _LibraryProvider]) -> Fetch:
     """A source built by the library, or, if the library refuses its settings, a source
     that reports why each time it is tried: a bad profile fails its own targets at poll
@@ -206,12 +232,7 @@ def _library_link(make: Callable[[], _LibraryProvider]) -> Fetch:
     try:
         provider = make()
     except (ValueError, TypeError) as error:
-        reason = str(error)
-
-        async def refused() -> Credential:
-            raise ValueError(reason)
-
-        return refused
+        return _refusing(str(error))
     return _from_library(provider)
 
 
@@ -383,6 +404,77 @@ def _assumed_role(
     return ChainCredentialsProvider(name, profile.source, [("ram_role_arn", role)], secrets=secrets)
 
 
+def _oidc(
+    name: str,
+    profile: OidcProfile,
+    environ: Mapping[str, str],
+    http: _Http,
+    secrets: Iterable[str],
+) -> ChainCredentialsProvider:
+    """AssumeRoleWithOIDC; every setting the profile leaves out comes from `environ` (never
+    from what the library read at import)."""
+    settings = {
+        "role_arn": (profile.role_arn, "ALIBABA_CLOUD_ROLE_ARN"),
+        "oidc_provider_arn": (profile.oidc_provider_arn, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN"),
+        "oidc_token_file": (profile.oidc_token_file, "ALIBABA_CLOUD_OIDC_TOKEN_FILE"),
+    }
+    values = {
+        key: str(given or environ.get(variable) or "")
+        for key, (given, variable) in settings.items()
+    }
+    missing = [f"{key} (or {settings[key][1]})" for key, value in values.items() if not value]
+    link: Fetch
+    if missing:
+        link = _refusing("not configured: " + ", ".join(missing))
+    else:
+        library = _import_library()
+        link = _library_link(
+            lambda: library.OIDCRoleArnCredentialsProvider(
+                role_arn=values["role_arn"],
+                oidc_provider_arn=values["oidc_provider_arn"],
+                oidc_token_file_path=values["oidc_token_file"],
+                role_session_name=profile.role_session_name,
+                duration_seconds=int(profile.session_duration),
+                sts_endpoint=profile.sts_endpoint,
+                sts_region_id=environ.get("ALIBABA_CLOUD_STS_REGION") or None,
+                enable_vpc=_flag(environ, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED"),
+                http_options=http.options(),
+            )
+        )
+    return ChainCredentialsProvider(name, profile.source, [("oidc", link)], secrets=secrets)
+
+
+def _ecs_ram_role(
+    name: str, profile: EcsRamRoleProfile, http: _Http, secrets: Iterable[str]
+) -> ChainCredentialsProvider:
+    """The instance's RAM role, refreshed when asked: no background thread. The library
+    refuses to build it when the process started with
+    `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true`; the profile then fails saying so."""
+    library = _import_library()
+    link = _library_link(
+        lambda: library.EcsRamRoleCredentialsProvider(
+            role_name=profile.role_name,
+            disable_imds_v1=profile.disable_imds_v1,
+            http_options=http.options(proxy=False),
+            async_update_enabled=False,
+        )
+    )
+    return ChainCredentialsProvider(name, profile.source, [("ecs_ram_role", link)], secrets=secrets)
+
+
+def _credentials_uri(
+    name: str, profile: CredentialsUriProfile, http: _Http, secrets: Iterable[str]
+) -> ChainCredentialsProvider:
+    library = _import_library()
+    uri = profile.uri.get_secret_value()
+    link = _library_link(
+        lambda: library.URLCredentialsProvider(uri=uri, http_options=http.options(proxy=False))
+    )
+    return ChainCredentialsProvider(
+        name, profile.source, [("credentials_uri", link)], secrets=secrets
+    )
+
+
 def _known_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
     """Secret values a library message could quote, to mask them in errors."""
     values = [
@@ -395,6 +487,8 @@ def _known_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
             values += [profile.security_token.get_secret_value()] if profile.security_token else []
         elif isinstance(profile, RamRoleArnProfile) and profile.external_id:
             values.append(profile.external_id.get_secret_value())
+        elif isinstance(profile, CredentialsUriProfile):
+            values.append(urlsplit(profile.uri.get_secret_value()).query)
     if config.api.proxy is not None:
         values.append(config.api.proxy.get_secret_value())
     # A credentials URI may carry a token in its query; library messages quote the URI.
@@ -437,6 +531,12 @@ def build_providers(
             )
         elif isinstance(profile, DefaultProfile):
             provider = _default_chain(name, environ, http, secrets)
+        elif isinstance(profile, OidcProfile):
+            provider = _oidc(name, profile, environ, http, secrets)
+        elif isinstance(profile, EcsRamRoleProfile):
+            provider = _ecs_ram_role(name, profile, http, secrets)
+        elif isinstance(profile, CredentialsUriProfile):
+            provider = _credentials_uri(name, profile, http, secrets)
         else:
             # The config refuses base_profile loops, so this recursion ends.
             base = (

@@ -1,9 +1,10 @@
 """The per-gateway metric families of DESIGN's contract, rendered once per change.
 
 Every gateway (and every target, for its interval gauges) owns one text fragment per
-family. A poll re-renders only that gateway's fragments; a family's text is re-joined, and
-re-compressed for gzip, only when one of its fragments changed; a scrape concatenates
-cached bytes. Gauge lines are identical in the Prometheus text format and OpenMetrics, so
+family. A poll re-renders only that gateway's fragments; within each family only the cell
+of ~16-32 KB holding a changed fragment is re-joined and re-compressed for gzip (see
+`exporter.cells`), at once, so a scrape concatenates cached bytes even right after a burst
+of polls. Gauge lines are identical in the Prometheus text format and OpenMetrics, so
 one cache serves both.
 """
 
@@ -13,6 +14,9 @@ import math
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 
+from exporter.cells import FamilyText
+from exporter.config import tag_label_name
+from exporter.connections import IPSEC_STATUSES, VpnConnection
 from exporter.diagnosis import (
     ConsistencyReading,
     Diagnosis,
@@ -21,7 +25,6 @@ from exporter.diagnosis import (
     QuotaReading,
     RouteConflictReading,
 )
-from exporter.cells import FamilyText
 from exporter.gzip_segments import Segment
 from exporter.state import GatewayRecord
 
@@ -87,7 +90,39 @@ AVAILABLE = _family(
     "0 if the gateway has no diagnosis yet (InvalidVpnGatewayId.NotFound), else 1.",
 )
 RUNNING = _family("diagnose_running", "1 while the gateway's latest diagnosis has not finished.")
-GATEWAY_INFO = _family("gateway_info", "Descriptive labels of the gateway (DescribeVpnGateways).")
+GATEWAY_INFO = _family(
+    "gateway_info",
+    "Descriptive labels of the gateway, and its allow-listed tags as tag_<key> "
+    "(DescribeVpnGateways).",
+)
+CONNECTION_INFO = _family(
+    "connection_info", "Descriptive labels of an IPsec connection (DescribeVpnConnections)."
+)
+CONNECTION_STATE = _family(
+    "connection_state", "1 for the IPsec connection's State (DescribeVpnConnections)."
+)
+CONNECTION_IPSEC_STATUS = _family(
+    "connection_ipsec_status",
+    "IPsec negotiation status of the connection as a state set: 1 for the current Status, "
+    "0 for the other documented values (DescribeVpnConnections).",
+)
+CONNECTION_BGP_STATUS = _family(
+    "connection_bgp_status",
+    "1 for the connection's BGP status, VpnBgpConfig.Status (DescribeVpnConnections).",
+)
+CONNECTION_HEALTH_CHECK_STATUS = _family(
+    "connection_health_check_status",
+    "1 for the connection's health-check status, VcoHealthCheck.Status (DescribeVpnConnections).",
+)
+TUNNEL_INFO = _family(
+    "tunnel_info", "Descriptive labels of a tunnel of a dual-tunnel IPsec connection."
+)
+TUNNEL_STATE = _family("tunnel_state", "1 for the State of a tunnel of an IPsec connection.")
+TUNNEL_IPSEC_STATUS = _family(
+    "tunnel_ipsec_status",
+    "IPsec negotiation status of a tunnel as a state set: 1 for the current Status, 0 for "
+    "the other documented values (DescribeVpnConnections).",
+)
 POLL_SUCCESS = _family(
     "poll_success", "1 if the last poll of the gateway got a documented answer from the API."
 )
@@ -101,6 +136,17 @@ POLL_INTERVAL = _family("poll_interval_seconds", "Configured poll interval of th
 POLL_EFFECTIVE_INTERVAL = _family(
     "poll_effective_interval_seconds",
     "Poll interval the target's API rate budget actually allows.",
+)
+TARGET_GATEWAYS = _family(
+    "target_gateways", "Gateways the target polls (listed and discovered; this shard's share)."
+)
+LISTING_SUCCESS = _family(
+    "listing_success",
+    "1 if the target's last DescribeVpnGateways or DescribeVpnConnections refresh succeeded.",
+)
+LISTING_LAST_SUCCESS = _family(
+    "listing_last_success_timestamp_seconds",
+    "Unix time of the target's last successful refresh by that action.",
 )
 
 FAMILIES: tuple[Family, ...] = (
@@ -120,11 +166,22 @@ FAMILIES: tuple[Family, ...] = (
     AVAILABLE,
     RUNNING,
     GATEWAY_INFO,
+    CONNECTION_INFO,
+    CONNECTION_STATE,
+    CONNECTION_IPSEC_STATUS,
+    CONNECTION_BGP_STATUS,
+    CONNECTION_HEALTH_CHECK_STATUS,
+    TUNNEL_INFO,
+    TUNNEL_STATE,
+    TUNNEL_IPSEC_STATUS,
     POLL_SUCCESS,
     POLL_LAST_SUCCESS,
     POLL_DURATION,
     POLL_INTERVAL,
     POLL_EFFECTIVE_INTERVAL,
+    TARGET_GATEWAYS,
+    LISTING_SUCCESS,
+    LISTING_LAST_SUCCESS,
 )
 _INDEX = {family.name: index for index, family in enumerate(FAMILIES)}
 Fragments = tuple[bytes, ...]
@@ -190,11 +247,15 @@ def render_gateway(record: GatewayRecord) -> Fragments:
         out.add(RUNNING, 1.0 if record.running else 0.0)
     if record.info is not None:
         info = record.info
-        out.add(
-            GATEWAY_INFO,
-            1.0,
-            _labels(name=info.name, vpc_id=info.vpc_id, spec=info.spec, status=info.status),
-        )
+        labels = _labels(name=info.name, vpc_id=info.vpc_id, spec=info.spec, status=info.status)
+        tags = sorted((tag_label_name(key), value) for key, value in info.tags.items())
+        out.add(GATEWAY_INFO, 1.0, ",".join([labels, *(_labels(**{k: v}) for k, v in tags)]))
+    if record.vpn_connections is not None:
+        seen: set[str] = set()
+        for vpn_connection in record.vpn_connections:
+            if vpn_connection.vpn_connection_id not in seen:
+                seen.add(vpn_connection.vpn_connection_id)
+                _render_vpn_connection(out, vpn_connection)
     if record.last_poll is not None:
         out.add(POLL_SUCCESS, 1.0 if record.last_poll.success else 0.0)
         out.add(POLL_DURATION, record.last_poll.duration)
@@ -237,6 +298,48 @@ def _render_connection(out: _Lines, conn: str, shown: Diagnosis, latest: Diagnos
     out.add(ITEMS_EXPECTED, float(latest.total_count), conn)
 
 
+def _render_vpn_connection(out: _Lines, connection: VpnConnection) -> None:
+    """The status series of one connection (DescribeVpnConnections)."""
+    conn = _labels(vpn_connection_id=connection.vpn_connection_id)
+    out.add(
+        CONNECTION_INFO,
+        1.0,
+        f"{conn},"
+        + _labels(
+            name=connection.name,
+            attach_type=connection.attach_type or "",
+            transit_router_id=connection.transit_router_id or "",
+        ),
+    )
+    if connection.state is not None:
+        out.add(CONNECTION_STATE, 1.0, f"{conn},{_labels(state=connection.state)}")
+    if connection.status is not None:
+        _state_set(out, CONNECTION_IPSEC_STATUS, conn, connection.status)
+    if connection.bgp_status is not None:
+        out.add(CONNECTION_BGP_STATUS, 1.0, f"{conn},{_labels(status=connection.bgp_status)}")
+    if connection.health_check_status is not None:
+        out.add(
+            CONNECTION_HEALTH_CHECK_STATUS,
+            1.0,
+            f"{conn},{_labels(status=connection.health_check_status)}",
+        )
+    for tunnel in connection.tunnels:
+        labels = f"{conn},{_labels(tunnel_id=tunnel.tunnel_id)}"
+        out.add(TUNNEL_INFO, 1.0, f"{labels},{_labels(role=tunnel.role or '')}")
+        if tunnel.state is not None:
+            out.add(TUNNEL_STATE, 1.0, f"{labels},{_labels(state=tunnel.state)}")
+        if tunnel.status is not None:
+            _state_set(out, TUNNEL_IPSEC_STATUS, labels, tunnel.status)
+
+
+def _state_set(out: _Lines, family: Family, labels: str, status: str) -> None:
+    """Every documented IPsec status, 1 for `status`; an undocumented one is added at 1."""
+    for value in IPSEC_STATUSES:
+        out.add(family, 1.0 if value == status else 0.0, f'{labels},status="{value}"')
+    if status not in IPSEC_STATUSES:
+        out.add(family, 1.0, f"{labels},{_labels(status=status)}")
+
+
 def _render_gateway_items(out: _Lines, shown: Diagnosis) -> None:
     """Gateway-scoped readings (quotas, route conflicts) of the latest diagnosis."""
     for item in shown.items:
@@ -259,6 +362,21 @@ def render_target(target: str, interval: float, effective_interval: float) -> Fr
     return out.fragments()
 
 
+def render_inventory(
+    target: str, gateways: int, listings: dict[str, tuple[bool, float | None]]
+) -> Fragments:
+    """The target's gateway count and how its listings went: `listings` maps an action
+    to (last refresh succeeded, wall time of the last success)."""
+    out = _Lines(_labels(target=target))
+    out.add(TARGET_GATEWAYS, float(gateways))
+    for action, (success, last_success) in sorted(listings.items()):
+        labels = _labels(action=action)
+        out.add(LISTING_SUCCESS, 1.0 if success else 0.0, labels)
+        if last_success is not None:
+            out.add(LISTING_LAST_SUCCESS, last_success, labels)
+    return out.fragments()
+
+
 OWNERS_PER_CELL = {
     ITEM_STATUS.name: 8,
     QUOTA_USED.name: 32,
@@ -266,11 +384,13 @@ OWNERS_PER_CELL = {
     PROBE_RTT.name: 32,
     PROBE_LOSS.name: 32,
     PROBE_REACHABLE.name: 32,
+    CONNECTION_IPSEC_STATUS.name: 32,
+    TUNNEL_IPSEC_STATUS.name: 32,
 }
 """Owners per cell (see `exporter.cells`), so that a cell holds some 16-32 KB at scale: an
-owner has ~4 KB of item status lines, ~0.5 KB of quota or probe lines and one ~150-byte
-line in the other families (128 owners a cell). Smaller cells make updates cheaper and
-gzip larger."""
+owner has ~4 KB of item status lines, ~0.5-1 KB of quota, probe or status-set lines and
+one ~150-byte line in the other families (128 owners a cell). Smaller cells make updates
+cheaper and gzip larger."""
 DEFAULT_OWNERS_PER_CELL = 128
 
 

@@ -95,7 +95,7 @@ def _zlib_crc32_combine() -> Callable[[int, int, int], int] | None:
         function.restype = ctypes.c_ulong
         function.argtypes = (ctypes.c_ulong, ctypes.c_ulong, ctypes.c_long)
         if function(0x12345678, 0x9ABCDEF0, 1000) == py_crc32_combine(0x12345678, 0x9ABCDEF0, 1000):
-            return function  # type: ignore[no-any-return]
+            return function
     return None
 
 

@@ -45,6 +45,19 @@ class _Server(uvicorn.Server):
         yield
 
 
+class _Config(uvicorn.Config):
+    """uvicorn's config, plus the minimum TLS version it has no option for."""
+
+    def __init__(self, *args: Any, min_tls_version: ssl.TLSVersion | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_tls_version = min_tls_version
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None and self.min_tls_version is not None:
+            self.ssl.minimum_version = self.min_tls_version
+
+
 class Listener:
     """One HTTP(S) listener; `start` returns once the socket is bound."""
 
@@ -59,8 +72,9 @@ class Listener:
                 ssl_ca_certs=tls.client_ca_file,
                 ssl_cert_reqs=tls.client_cert_required,
             )
-        config = uvicorn.Config(
+        config = _Config(
             app,
+            min_tls_version=tls.min_version if tls is not None else None,
             host=host,
             port=port,
             lifespan="off",

@@ -60,26 +60,27 @@ class Poller:
     async def poll(self, key: GatewayKey, client: DiagnosisSource) -> PollResult:
         """Poll one gateway once; never raises for API trouble."""
         started = self.clock.monotonic()
-        record = self.fleet.get(key)
+        # The record is read after the call, not before: other writers (discovery, the
+        # connection listing, scheduled diagnoses) may have changed it meanwhile.
         try:
             payload = await client.get_vpn_gateway_diagnose_result(
                 vpn_gateway_id=key.vpn_gateway_id
             )
             diagnosis = parse_diagnosis(payload)
         except CloudError as error:
-            record, result = self._cloud_error(record, error, started)
+            record, result = self._cloud_error(self.fleet.get(key), error, started)
         except ResponseShapeError as error:
             self.metrics.api_failures.labels(ACTION, InvalidResponse.metric_code).inc()
             result = self._result(False, started, InvalidResponse.metric_code, str(error))
-            record = with_failed_poll(record, result)
+            record = with_failed_poll(self.fleet.get(key), result)
             self._condition(key, "InvalidResponse", f"unreadable diagnosis response: {error}")
         except ApiError as error:
             result = self._result(False, started, error.metric_code, str(error))
-            record = with_failed_poll(record, result)
+            record = with_failed_poll(self.fleet.get(key), result)
             self._condition(key, error.metric_code, f"poll failed: {error}")
         else:
             result = self._result(True, started)
-            record = with_diagnosis(record, diagnosis, result)
+            record = with_diagnosis(self.fleet.get(key), diagnosis, result)
             self._report_parse_errors(key, diagnosis)
             self._condition(key, "", "")
         self.fleet.update(record, result.finished_at)

@@ -7,6 +7,11 @@ top of the interval; the client's rate budget still guards every attempt. The fi
 after start runs at the budget's pace instead, so that data arrives as soon as the API
 allows. A gateway whose
 previous poll is still in flight is skipped, never polled twice at once.
+
+A target's gateways and pace may change while it runs (discovery finds or loses
+gateways, the budget is shared anew): `update_plan` drops the series of gateways that
+went, polls new ones at the budget's pace without waiting for the next cycle, and
+reschedules the cycle when its effective interval changed.
 """
 
 from __future__ import annotations
@@ -77,30 +82,16 @@ class PollScheduler:
         self.polls_started = 0
         self._cycles_begun: set[str] = set()
         self._last_cycle: dict[str, float] = {}
+        self._started = False
+        self._catch_ups: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Register the targets with the fleet and start polling at once."""
         now = datetime.now(UTC)
+        self._started = True
         for plan in self.plans:
-            self.fleet.configure_target(
-                plan.name,
-                plan.keys,
-                interval=plan.interval,
-                effective_interval=plan.effective_interval,
-                stale_after=plan.stale_after,
-            )
-            if plan.effective_interval > plan.interval:
-                log.warning(
-                    "the API budget cannot poll every gateway of the target within its interval",
-                    extra={
-                        "fields": {
-                            "target": plan.name,
-                            "gateways": len(plan.keys),
-                            "interval_seconds": plan.interval,
-                            "effective_interval_seconds": round(plan.effective_interval, 1),
-                        }
-                    },
-                )
+            self._configure(plan)
+            self._warn_if_stretched(plan)
             self.scheduler.add_job(
                 self.run_cycle,
                 IntervalTrigger(seconds=plan.effective_interval, jitter=plan.jitter or None),
@@ -116,11 +107,98 @@ class PollScheduler:
         )
         self.scheduler.start()
 
+    def _configure(self, plan: TargetPlan) -> None:
+        self.fleet.configure_target(
+            plan.name,
+            plan.keys,
+            interval=plan.interval,
+            effective_interval=plan.effective_interval,
+            stale_after=plan.stale_after,
+        )
+
+    @staticmethod
+    def _warn_if_stretched(plan: TargetPlan) -> None:
+        if plan.effective_interval > plan.interval:
+            log.warning(
+                "the API budget cannot poll every gateway of the target within its interval",
+                extra={
+                    "fields": {
+                        "target": plan.name,
+                        "gateways": len(plan.keys),
+                        "interval_seconds": plan.interval,
+                        "effective_interval_seconds": round(plan.effective_interval, 1),
+                    }
+                },
+            )
+
+    def plan(self, name: str) -> TargetPlan:
+        """The plan of target `name`."""
+        for plan in self.plans:
+            if plan.name == name:
+                return plan
+        raise KeyError(name)
+
+    def update_plan(
+        self,
+        name: str,
+        *,
+        gateways: Sequence[str] | None = None,
+        effective_interval: float | None = None,
+        stale_after: float | None = None,
+        jitter: float | None = None,
+        startup_spacing: float | None = None,
+    ) -> None:
+        """Change what target `name` polls, or how often, while it runs (see the module
+        doc); arguments left None keep their value."""
+        plan = self.plan(name)
+        before = set(plan.keys)
+        was_stretched = plan.effective_interval > plan.interval
+        retimed = effective_interval is not None and effective_interval != plan.effective_interval
+        if gateways is not None:
+            plan.gateways = list(gateways)
+            plan.keys = [GatewayKey(plan.name, plan.region_id, g) for g in plan.gateways]
+        if effective_interval is not None:
+            plan.effective_interval = effective_interval
+        if stale_after is not None:
+            plan.stale_after = stale_after
+        if jitter is not None:
+            plan.jitter = jitter
+        if startup_spacing is not None:
+            plan.startup_spacing = startup_spacing
+        if not self._started:
+            return  # start() configures the fleet and schedules the cycle
+        self._configure(plan)
+        if retimed:
+            if plan.effective_interval > plan.interval and not was_stretched:
+                self._warn_if_stretched(plan)
+            if self.scheduler.running and self.scheduler.get_job(f"poll:{name}") is not None:
+                self.scheduler.reschedule_job(
+                    f"poll:{name}",
+                    trigger=IntervalTrigger(
+                        seconds=plan.effective_interval, jitter=plan.jitter or None
+                    ),
+                )
+        added = [key for key in plan.keys if key not in before]
+        if added and name in self._cycles_begun:
+            task = asyncio.create_task(self._catch_up(plan, added), name=f"catch-up:{name}")
+            self._catch_ups.add(task)
+            task.add_done_callback(self._catch_ups.discard)
+
+    async def _catch_up(self, plan: TargetPlan, keys: Sequence[GatewayKey]) -> None:
+        """Poll gateways new to a running target at the budget's pace, not a cycle later."""
+        start = self.clock.monotonic()
+        for index, key in enumerate(keys):
+            delay = start + index * plan.startup_spacing - self.clock.monotonic()
+            if delay > 0:
+                await self.clock.sleep(delay)
+            self._launch(key, plan.client)
+
     async def stop(self) -> None:
         """Stop scheduling and cancel polls in flight."""
+        self._started = False
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        tasks = list(self._in_flight.values())
+        tasks = [*self._in_flight.values(), *self._catch_ups]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -164,6 +242,8 @@ class PollScheduler:
             self._launch(key, plan.client)
 
     def _launch(self, key: GatewayKey, client: DiagnosisSource) -> None:
+        if key not in self.fleet.records:
+            return  # the target no longer polls it (discovery lost it mid-cycle)
         if key in self._in_flight:
             log.debug(
                 "previous poll still running",

@@ -1,4 +1,5 @@
-"""The exporter's own counters: API calls, parse errors, admin requests, build info.
+"""The exporter's own metrics: API calls, parse errors, scheduled diagnoses, credentials,
+admin requests, build info.
 
 They live in a `prometheus_client` registry of their own, apart from the per-gateway data
 (which the exposition module renders from snapshots): their cardinality is small and they
@@ -57,6 +58,36 @@ class SelfMetrics:
             "aliyun_vpn_admin_request_failures_total",
             "Admin API requests that did not succeed, by operation and reason.",
             ["operation", "reason"],
+            registry=self.registry,
+        )
+        self.diagnoses_started = Counter(
+            "aliyun_vpn_diagnoses_started_total",
+            "Diagnoses the exporter started on its schedule (DiagnoseVpnGateway), by target.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.diagnoses_finished = Counter(
+            "aliyun_vpn_diagnoses_finished_total",
+            "Scheduled diagnoses read back with every item finished, by target.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.diagnoses_timed_out = Counter(
+            "aliyun_vpn_diagnoses_timed_out_total",
+            "Scheduled diagnoses still unfinished when diagnose.timeout ran out, by target.",
+            ["target"],
+            registry=self.registry,
+        )
+        self.diagnoses_failed = Counter(
+            "aliyun_vpn_diagnoses_failed_total",
+            "Scheduled diagnoses that could not be started or read, by target and error code.",
+            ["target", "code"],
+            registry=self.registry,
+        )
+        self.credentials_success = Gauge(
+            "aliyun_vpn_credentials_success",
+            "1 if the credentials profile resolved the last time it was needed, else 0.",
+            ["profile"],
             registry=self.registry,
         )
         self.build_info = Gauge(

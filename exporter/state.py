@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from exporter.connections import VpnConnection
 from exporter.diagnosis import Diagnosis
 
 EMPTY_CONNECTIONS: Mapping[str, ConnectionDiagnosis] = MappingProxyType({})
@@ -47,6 +48,19 @@ class ConnectionDiagnosis:
     """The most recent diagnosis, finished or still running (its progress is exported)."""
     confirmed_at: float
     """Wall time of the last successful poll that returned this connection's diagnosis."""
+    keep_until: float | None = None
+    """For a connection the exporter diagnoses on a schedule: its data is not stale before
+    this wall time (the next scheduled diagnosis is not due yet, and nothing else would
+    confirm it), whatever `confirmed_at` says."""
+
+    def fresh(self, stale_after: float, now: float) -> bool:
+        """Whether this connection's data is still to be exported at `now`."""
+        return now - self.confirmed_at < stale_after or (
+            self.keep_until is not None and now < self.keep_until
+        )
+
+    def expires_at(self, stale_after: float) -> float:
+        return max(self.confirmed_at + stale_after, self.keep_until or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,10 @@ class GatewayRecord:
         default_factory=lambda: EMPTY_CONNECTIONS
     )
     info: GatewayInfo | None = None
+    vpn_connections: tuple[VpnConnection, ...] | None = None
+    """The gateway's connections as DescribeVpnConnections last listed them."""
+    vpn_connections_at: float | None = None
+    """Wall time of that listing (its data goes stale like a poll's)."""
 
     @property
     def running(self) -> bool | None:
@@ -84,38 +102,79 @@ class GatewayRecord:
 
     def current(self, stale_after: float, now: float) -> GatewayRecord:
         """This record without the connections whose data went stale by `now`."""
+        record = self
         fresh = {
-            cid: conn
-            for cid, conn in self.connections.items()
-            if now - conn.confirmed_at < stale_after
+            cid: conn for cid, conn in self.connections.items() if conn.fresh(stale_after, now)
         }
-        if len(fresh) == len(self.connections):
-            return self
-        return replace(self, connections=MappingProxyType(fresh))
+        if len(fresh) != len(self.connections):
+            record = replace(record, connections=MappingProxyType(fresh))
+        listed_at = self.vpn_connections_at
+        if listed_at is not None and now - listed_at >= stale_after:
+            record = replace(record, vpn_connections=None, vpn_connections_at=None)
+        return record
 
     def expires_at(self, stale_after: float) -> float | None:
         """When the next connection's data goes stale, or None if there is nothing to drop."""
-        if not self.connections:
-            return None
-        return min(conn.confirmed_at for conn in self.connections.values()) + stale_after
+        times = [conn.expires_at(stale_after) for conn in self.connections.values()]
+        if self.vpn_connections_at is not None:
+            times.append(self.vpn_connections_at + stale_after)
+        return min(times, default=None)
 
 
 def with_diagnosis(record: GatewayRecord, diagnosis: Diagnosis, poll: PollResult) -> GatewayRecord:
     """A successful poll that returned a diagnosis (finished or running)."""
+    return replace(
+        _with_connection_diagnosis(record, diagnosis, poll.finished_at),
+        last_poll=poll,
+        last_success_at=poll.finished_at,
+    )
+
+
+def with_scheduled_diagnosis(
+    record: GatewayRecord, diagnosis: Diagnosis, read_at: float, keep_until: float
+) -> GatewayRecord:
+    """A diagnosis the exporter started, read by its DiagnoseId at `read_at`: the
+    gateway's latest diagnosis now. The poll series (`last_poll`) are the gateway
+    polls' own and stay as they are."""
+    record = _with_connection_diagnosis(record, diagnosis, read_at)
+    connection = record.connections[diagnosis.connection_id]
+    connections = dict(record.connections)
+    connections[diagnosis.connection_id] = replace(
+        connection, keep_until=max(keep_until, connection.keep_until or 0.0)
+    )
+    return replace(record, connections=MappingProxyType(connections))
+
+
+def _with_connection_diagnosis(
+    record: GatewayRecord, diagnosis: Diagnosis, confirmed_at: float
+) -> GatewayRecord:
     previous = record.connections.get(diagnosis.connection_id)
     finished = diagnosis if not diagnosis.running else (previous.finished if previous else None)
     connections = dict(record.connections)
     connections[diagnosis.connection_id] = ConnectionDiagnosis(
-        finished=finished, latest=diagnosis, confirmed_at=poll.finished_at
+        finished=finished,
+        latest=diagnosis,
+        confirmed_at=confirmed_at,
+        keep_until=previous.keep_until if previous else None,
     )
     return replace(
         record,
-        last_poll=poll,
-        last_success_at=poll.finished_at,
         available=True,
         latest_connection=diagnosis.connection_id,
         connections=MappingProxyType(connections),
     )
+
+
+def with_vpn_connections(
+    record: GatewayRecord, connections: tuple[VpnConnection, ...], listed_at: float
+) -> GatewayRecord:
+    """DescribeVpnConnections listed the gateway's connections at `listed_at`."""
+    return replace(record, vpn_connections=connections, vpn_connections_at=listed_at)
+
+
+def with_info(record: GatewayRecord, info: GatewayInfo | None) -> GatewayRecord:
+    """DescribeVpnGateways described the gateway (None: it no longer does)."""
+    return record if record.info == info else replace(record, info=info)
 
 
 def without_diagnosis(record: GatewayRecord, poll: PollResult) -> GatewayRecord:

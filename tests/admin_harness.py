@@ -8,9 +8,11 @@ a region the exporter's config does not cover.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +200,12 @@ class AdminHarness:
     def cloud_calls(self) -> list[RecordedRequest]:
         return list(self.simulator.requests)
 
+    async def until_calls(self, action: str, count: int) -> None:
+        """Return once the simulator has seen `count` calls of `action` (10 s at most)."""
+        async with asyncio.timeout(10):
+            while len(self.calls(action)) < count:
+                await asyncio.sleep(0.002)
+
     def routes_of(self, connection_id: str) -> list[tuple[str, str, int]]:
         from exporter.simulator.routes import RouteTable
 
@@ -265,7 +273,8 @@ async def running_admin(
                     "DescribeVcoRouteEntries",
                 )
             },
-            **({} if clock is None else {"clock": clock.monotonic, "sleep": clock.sleep}),
+            clock=time.monotonic if clock is None else clock.monotonic,
+            sleep=asyncio.sleep if clock is None else clock.sleep,
         )
         provider = StaticCredentialsProvider("default", Credential(KEY_ID, KEY_SECRET))
         clients: dict[str, VpcClient] = {}
@@ -281,7 +290,7 @@ async def running_admin(
                     endpoint=simulated.url,
                     retry=RetryPolicy(max_retries=1, backoff_base=0.001, backoff_cap=0.01),
                     timeout=client_timeout,
-                    **({} if clock is None else {"sleep": clock.sleep}),
+                    sleep=asyncio.sleep if clock is None else clock.sleep,
                 )
             return clients[region_id]
 

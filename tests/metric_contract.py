@@ -30,10 +30,27 @@ GAUGES = frozenset(
         "aliyun_vpn_poll_interval_seconds",
         "aliyun_vpn_poll_effective_interval_seconds",
         "aliyun_vpn_build_info",
+        # Fleet features: connection status (DescribeVpnConnections), targets, listings.
+        "aliyun_vpn_connection_info",
+        "aliyun_vpn_connection_state",
+        "aliyun_vpn_connection_ipsec_status",
+        "aliyun_vpn_connection_bgp_status",
+        "aliyun_vpn_connection_health_check_status",
+        "aliyun_vpn_tunnel_info",
+        "aliyun_vpn_tunnel_state",
+        "aliyun_vpn_tunnel_ipsec_status",
+        "aliyun_vpn_target_gateways",
+        "aliyun_vpn_listing_success",
+        "aliyun_vpn_listing_last_success_timestamp_seconds",
+        "aliyun_vpn_credentials_success",
     }
 )
 COUNTERS = frozenset(
     {
+        "aliyun_vpn_diagnoses_started_total",
+        "aliyun_vpn_diagnoses_finished_total",
+        "aliyun_vpn_diagnoses_timed_out_total",
+        "aliyun_vpn_diagnoses_failed_total",
         "aliyun_vpn_api_requests_total",
         "aliyun_vpn_api_request_failures_total",
         "aliyun_vpn_description_parse_errors_total",
@@ -58,6 +75,10 @@ PER_GATEWAY = frozenset(
         "aliyun_vpn_build_info",
         "aliyun_vpn_poll_interval_seconds",
         "aliyun_vpn_poll_effective_interval_seconds",
+        "aliyun_vpn_target_gateways",
+        "aliyun_vpn_listing_success",
+        "aliyun_vpn_listing_last_success_timestamp_seconds",
+        "aliyun_vpn_credentials_success",
     }
 )
 """Series that carry target, region_id and vpn_gateway_id."""

@@ -12,6 +12,7 @@ import pytest_asyncio
 from tests.admin_harness import (
     CONNECTION,
     PASSWORD,
+    REGION,
     ROUTE,
     TOKEN,
     TOKEN_NAME,
@@ -92,7 +93,7 @@ async def test_an_invalid_body_without_credentials_is_401_not_422(admin: AdminHa
 async def test_listing_routes_needs_credentials_too(admin: AdminHarness) -> None:
     response = await admin.http.get(
         f"/api/v1/vpn-connections/{CONNECTION}/routes",
-        params={"region_id": ROUTE["region_id"]},
+        params={"region_id": REGION},
         headers={"Authorization": ""},
     )
     assert response.status_code == 401

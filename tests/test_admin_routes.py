@@ -4,6 +4,7 @@ waiting, dry runs, the pre-check, serialisation per connection, audit lines and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from pathlib import Path
@@ -16,6 +17,7 @@ from exporter.simulator.routes import RouteEntry, RouteTable
 from tests.admin_harness import (
     CONNECTION,
     FAKE_TIME,
+    FAST,
     REGION,
     ROUTE,
     SECOND_CONNECTION,
@@ -95,9 +97,9 @@ async def test_wait_answers_201_with_the_route_once_the_connection_settled(
         tmp_path, scenario=routes_scenario(settle_seconds=30), simulator_clock=clock
     ) as admin:
         answer = asyncio.create_task(admin.create(params={"wait": "true"}))
-        while not admin.creates():
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.05)  # some polls see the connection still updating
+        await admin.until_calls("CreateVcoRouteEntry", 1)
+        polls = len(admin.calls("DescribeVpnConnections"))
+        await admin.until_calls("DescribeVpnConnections", polls + 3)  # still updating
         assert not answer.done()
         clock.advance(30)
         response = await answer
@@ -105,8 +107,6 @@ async def test_wait_answers_201_with_the_route_once_the_connection_settled(
         assert response.headers["location"] == LOCATION
         body = response.json()
         assert (body["status"], body["route"]["state"]) == ("created", "published")
-        polls = admin.calls("DescribeVpnConnections")
-        assert len(polls) >= 3
 
 
 async def test_wait_that_times_out_answers_202(tmp_path: Path) -> None:
@@ -220,7 +220,8 @@ async def test_a_create_on_a_connection_still_updating_waits_for_it(tmp_path: Pa
     ) as admin:
         assert (await admin.create()).status_code == 202
         second = asyncio.create_task(admin.create(route(11)))
-        await asyncio.sleep(0.05)
+        polls = len(admin.calls("DescribeVpnConnections"))
+        await admin.until_calls("DescribeVpnConnections", polls + 3)  # waiting for it
         assert len(admin.creates()) == 1
         clock.advance(30)
         assert (await second).status_code == 202
@@ -275,3 +276,19 @@ async def test_successful_requests_are_counted_without_failures(tmp_path: Path) 
             for s in metric.samples
         ]
         assert samples == []
+
+
+async def test_creates_that_cannot_start_before_their_deadline_are_503(tmp_path: Path) -> None:
+    # One waits for the connection to settle, the other for its turn; neither gets it.
+    settings = dataclasses.replace(FAST, deadline=0.2)
+    async with running_admin(
+        tmp_path,
+        scenario=routes_scenario(settle_seconds=30),
+        simulator_clock=ManualClock(),
+        settings=settings,
+    ) as admin:
+        assert (await admin.create()).status_code == 202
+        responses = await asyncio.gather(admin.create(route(11)), admin.create(route(12)))
+        assert [r.status_code for r in responses] == [503, 503]
+        assert all(r.json()["type"].endswith(":upstream-busy") for r in responses)
+        assert len(admin.creates()) == 1

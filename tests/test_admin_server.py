@@ -13,10 +13,12 @@ from exporter.simulator import ManualClock
 from tests.admin_harness import FAST, AdminHarness, routes_scenario, running_admin
 
 
-async def until_a_create_is_sent(admin: AdminHarness) -> None:
-    async with asyncio.timeout(10):
-        while not admin.creates():
-            await asyncio.sleep(0.005)
+async def until_waiting_on_the_connection(admin: AdminHarness) -> None:
+    """Return once a create was sent and its request polls the connection."""
+    await admin.until_calls("CreateVcoRouteEntry", 1)
+    await admin.until_calls(
+        "DescribeVpnConnections", len(admin.calls("DescribeVpnConnections")) + 2
+    )
 
 
 async def test_stop_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
@@ -25,9 +27,9 @@ async def test_stop_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
         tmp_path, scenario=routes_scenario(settle_seconds=30), simulator_clock=clock
     ) as admin:
         waiting = asyncio.create_task(admin.create(params={"wait": "true"}))
-        await until_a_create_is_sent(admin)
+        await until_waiting_on_the_connection(admin)
         stopping = asyncio.create_task(admin.server.stop())
-        await asyncio.sleep(0.05)
+        await until_waiting_on_the_connection(admin)
         assert not stopping.done()
         clock.advance(30)
         assert (await waiting).status_code == 201
@@ -40,9 +42,9 @@ async def test_requests_arriving_while_stopping_are_refused_with_503(tmp_path: P
         tmp_path, scenario=routes_scenario(settle_seconds=30), simulator_clock=clock
     ) as admin:
         waiting = asyncio.create_task(admin.create(params={"wait": "true"}))
-        await until_a_create_is_sent(admin)
+        await until_waiting_on_the_connection(admin)
         stopping = asyncio.create_task(admin.server.stop())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # let the stop begin: it refuses new requests at once
         async with httpx.AsyncClient(
             base_url=str(admin.http.base_url), headers=dict(admin.http.headers)
         ) as other:
@@ -64,7 +66,7 @@ async def test_stop_cancels_what_is_still_running_after_the_grace_period(tmp_pat
         settings=settings,
     ) as admin:
         waiting = asyncio.create_task(admin.create(params={"wait": "true"}))
-        await until_a_create_is_sent(admin)
+        await until_waiting_on_the_connection(admin)
         async with asyncio.timeout(10):
             await admin.server.stop()
         response = await waiting

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import bcrypt
 import httpx
 import pytest
 
@@ -135,6 +136,56 @@ def test_simulate_subcommand_answers_signed_requests_only() -> None:
         with pytest.raises(CloudError) as refused:
             asyncio.run(call_simulator(port, "not-the-secret"))
         assert refused.value.code == "SignatureDoesNotMatch"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+
+
+def test_admin_enabled_without_authentication_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\nadmin:\n  enabled: true\n"
+    )
+    result = run_cli(f"--config.file={config}", "--web.listen-address=127.0.0.1:0")
+    assert result.returncode == 1
+    assert "--admin.web.config.file" in result.stderr
+    assert "exporter started" not in result.stderr
+
+
+def test_metrics_listener_requires_basic_auth_from_its_web_config(tmp_path: Path) -> None:
+    web_config = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"s3cret-pass", bcrypt.gensalt(rounds=4)).decode()
+    web_config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--demo",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.config.file={web_config}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        deadline = time.monotonic() + 20  # generous: proves it starts, not how fast
+        refused = None
+        while time.monotonic() < deadline and refused is None:
+            try:
+                refused = httpx.get(url, timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert refused is not None
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Basic")
+        assert httpx.get(url, auth=("prometheus", "wrong"), timeout=2).status_code == 401
+        allowed = httpx.get(url, auth=("prometheus", "s3cret-pass"), timeout=2)
+        assert allowed.status_code == 200
+        assert "aliyun_vpn_build_info" in allowed.text
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)

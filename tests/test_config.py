@@ -208,7 +208,10 @@ def test_unknown_profile_source_lists_the_known_ones(write) -> None:
 
     message = errors_of(path)["credentials.prod.source"]
 
-    assert message == "must be one of 'default', 'access_key', 'ram_role_arn'"
+    assert message == (
+        "must be one of 'default', 'access_key', 'ram_role_arn', 'oidc', 'ecs_ram_role', "
+        "'credentials_uri'"
+    )
 
 
 def test_profile_without_source_says_it_is_missing(write) -> None:

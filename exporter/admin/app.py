@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import ipaddress
 import json
-import logging
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -56,10 +55,7 @@ from exporter.admin.validation import (
 )
 from exporter.config import AdminConfig
 
-log = logging.getLogger(__name__)
-
 ROUTES = "/api/v1/vpn-connections/{vpn_connection_id}/routes"
-ROUTE_REQUEST_STATE_KEY = "route_request"
 
 RouteEntryType = Literal["custom", "bgp"]
 
@@ -425,7 +421,7 @@ class AdminApi:
             self._audit_create(
                 request,
                 request.path_params.get("vpn_connection_id", ""),
-                getattr(request.state, ROUTE_REQUEST_STATE_KEY, None),
+                getattr(request.state, "route_request", None),
                 error.kind.reason,
                 error.kind.status,
                 None,
@@ -509,6 +505,7 @@ class AdminApi:
                             required=False,
                         )
                 for parameter in operation.get("parameters", []):
+                    _not_nullable(parameter)
                     if parameter["name"] == "region_id":
                         parameter["schema"]["enum"] = sorted(self._regions)
         schemas = document["components"]["schemas"]
@@ -535,6 +532,16 @@ def _field_name(loc: tuple[int | str, ...] | list[int | str]) -> str:
     if parts and parts[0] in ("body", "path", "query", "header"):
         parts = parts[1:]
     return ".".join(parts) or "body"
+
+
+def _not_nullable(parameter: dict[str, Any]) -> None:
+    """An optional query or header parameter is left out, never sent as null: drop the
+    `null` branch pydantic gives `X | None`."""
+    schema = parameter["schema"]
+    variants = [v for v in schema.get("anyOf", ()) if v != {"type": "null"}]
+    if len(variants) == 1 and len(schema["anyOf"]) == 2:
+        del schema["anyOf"]
+        schema.update(variants[0])
 
 
 def _header(description: str, *, integer: bool = False, required: bool = True) -> dict[str, Any]:

@@ -109,6 +109,10 @@ class CreateOutcome:
     request_id: str | None
 
 
+class QueueTimeout(Exception):
+    """A lock of `KeyedLocks` was not free in time."""
+
+
 class KeyedLocks:
     """One FIFO lock per key, dropped when nobody holds or waits for it (so random
     connection IDs cannot grow the table)."""
@@ -118,12 +122,15 @@ class KeyedLocks:
 
     @contextlib.asynccontextmanager
     async def hold(self, key: Hashable, timeout: float) -> AsyncIterator[None]:
-        """Hold the key's lock; TimeoutError if it is not free within `timeout` seconds."""
+        """Hold the key's lock; `QueueTimeout` if it is not free within `timeout` seconds."""
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
-            async with asyncio.timeout(max(timeout, 0.0)):
-                await lock.acquire()
+            try:
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await lock.acquire()
+            except TimeoutError:
+                raise QueueTimeout from None
             try:
                 yield
             finally:
@@ -197,7 +204,7 @@ class RouteService:
                     deadline,
                     trace,
                 )
-        except TimeoutError:
+        except QueueTimeout:
             raise ProblemError(
                 UPSTREAM_BUSY,
                 f"other route changes on {connection_id} are still queued; try again later",

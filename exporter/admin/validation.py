@@ -11,7 +11,6 @@ checked before the cloud is asked.
 from __future__ import annotations
 
 import ipaddress
-import re
 import unicodedata
 from typing import Annotated, Literal
 
@@ -157,7 +156,3 @@ class RouteRequest(BaseModel):
     dry_run: bool = Field(
         default=False, description="Only check: the cloud validates and creates nothing."
     )
-
-
-def is_valid_idempotency_key(value: str) -> bool:
-    return re.fullmatch(IDEMPOTENCY_KEY_PATTERN, value) is not None

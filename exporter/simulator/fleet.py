@@ -48,6 +48,8 @@ class Connection:
     tags: dict[str, str] = field(default_factory=dict)
     busy_until: float | None = None
     """While a route change runs (`state` is `updating`): when it ends."""
+    tunnels: list[tuple[str, str]] = field(default_factory=list)
+    """(State, Status) of each tunnel; empty: two tunnels in the connection's own status."""
 
     def settle(self, now: float) -> Connection:
         """End a route change whose time has come (back to `attached`); return self.
@@ -116,6 +118,7 @@ def connection_from_spec(spec: ConnectionSpec, gateway: GatewaySpec) -> Connecti
         create_time_ms=int(gateway.create_time.timestamp() * 1000),
         state=spec.state or ("attached" if spec.attach_type == "CEN" else "active"),
         tags=dict(spec.tags),
+        tunnels=[(tunnel.state, tunnel.status) for tunnel in spec.tunnels],
     )
 
 
@@ -171,6 +174,22 @@ class Fleet:
                 raise ValueError(f"duplicate connection ID {connection.id}")
             self._connections[connection.id] = connection
             self._connections_by_region.setdefault(region, []).append(connection)
+
+    def add_gateway(self, gateway: Gateway) -> None:
+        """A gateway created while the simulator runs (DescribeVpnGateways finds it)."""
+        self._add(gateway)
+
+    def remove_gateway(self, gateway_id: str) -> None:
+        """A gateway deleted while the simulator runs, with its connections."""
+        gateway = self._gateways.pop(gateway_id)
+        region = gateway.region_id
+        self._gateways_by_region[region].remove(gateway)
+        for entries in self._index.values():
+            if gateway in entries:
+                entries.remove(gateway)
+        for connection in gateway.connections:
+            self._connections.pop(connection.id, None)
+            self._connections_by_region[region].remove(connection)
 
     def __len__(self) -> int:
         return len(self._gateways)

@@ -43,12 +43,17 @@ def gateway_json(gateway: Gateway) -> dict[str, Any]:
 
 
 def _tunnel(connection: Connection, index: int) -> dict[str, Any]:
+    state, status = (
+        connection.tunnels[index - 1]
+        if len(connection.tunnels) >= index
+        else ("active", connection.status)
+    )
     return {
         "TunnelId": f"tun-{connection.id.partition('-')[2]}{index}",
         "TunnelIndex": index,
         "Role": "master" if index == 1 else "slave",
-        "State": "active",
-        "Status": connection.status,
+        "State": state,
+        "Status": status,
         "CustomerGatewayId": f"cgw-{connection.id.partition('-')[2]}",
         "InternetIp": connection.customer_gateway_ip,
         "ZoneNo": f"{connection.region_id}-{'ab'[index - 1]}",

@@ -44,6 +44,13 @@ class KeyPair(_Model):
     """Throttling is per account: keys of one account share its budget (default: the key)."""
 
 
+class TunnelSpec(_Model):
+    """One tunnel of a dual-tunnel connection (`TunnelOptionsSpecification.TunnelOptions`)."""
+
+    state: str = "active"
+    status: ConnectionStatus = "ipsec_sa_established"
+
+
 class ConnectionSpec(_Model):
     """An IPsec connection of a gateway, as DescribeVpnConnections shows it."""
 
@@ -65,6 +72,8 @@ class ConnectionSpec(_Model):
     bgp_status: str = "success"
     health_check_status: str = "success"
     tags: dict[str, str] = {}
+    tunnels: list[TunnelSpec] = Field(default=[], max_length=2)
+    """The two tunnels' own state and status; empty: both in the connection's status."""
 
     @model_validator(mode="after")
     def _transit_router_when_attached(self) -> Self:

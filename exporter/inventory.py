@@ -1,0 +1,487 @@
+"""The inventory: which gateways each target polls, what they and their connections look
+like, and the pace the API budgets allow for all of it.
+
+Per target, two scheduled refreshes keep it current:
+
+- `gateways:<target>` (DescribeVpnGateways), every `discover.interval` (15 minutes for a
+  target without discovery): discovery's gateways merged with the listed ones, each
+  described for `aliyun_vpn_gateway_info`. Gateways discovery no longer finds stop being
+  polled and lose their series; a discovery that fails keeps what it found before.
+- `connections:<target>` (DescribeVpnConnections), every poll interval of the target:
+  the status of every connection of its gateways, also at once when gateways were added.
+
+Only this shard's gateways are kept (`exporter.sharding`). A gateway another target lists
+by ID is left to that target, not discovered twice.
+
+The pace: every target's poll cycle and scheduled diagnoses want calls of the (account,
+region) budgets they share; `exporter.planner` stretches them together when the budget is
+short. It is planned again whenever the number of gateways or connections changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from apscheduler.triggers.interval import IntervalTrigger
+
+from exporter import connections as connection_listing
+from exporter import discovery
+from exporter.clock import Clock
+from exporter.config import Config, Target
+from exporter.connections import ConnectionSource, VpnConnection, list_connections
+from exporter.discovery import DiscoveredGateway, GatewaySource, describe, discover
+from exporter.errors import ApiError
+from exporter.exposition import render_inventory
+from exporter.fleet import Fleet
+from exporter.planner import Demand, effective_intervals
+from exporter.poller import ACTION as RESULT_ACTION
+from exporter.poller import DiagnosisSource
+from exporter.ratelimit import RateBudgets
+from exporter.scheduler import PollScheduler, TargetPlan
+from exporter.sharding import UNSHARDED, Shard
+from exporter.state import GatewayKey, with_info, with_vpn_connections
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_INTERVALS = 3
+INFO_INTERVAL = 900.0
+"""How often a target without discovery refreshes its gateways' info."""
+DIAGNOSE_ACTION = "DiagnoseVpnGateway"
+READS_PER_DIAGNOSIS = 3
+"""ASSUMPTION (planning only): result reads per scheduled diagnosis. A diagnosis runs for
+seconds (FACTS); with the default `diagnose.result_interval` that is two or three reads."""
+
+
+class InventoryClient(GatewaySource, ConnectionSource, DiagnosisSource, Protocol):
+    """The part of the VPC client a target's inventory and polls need."""
+
+    @property
+    def profile(self) -> str: ...
+
+
+@dataclass(eq=False)
+class TargetInventory:
+    """What one target covers, as of its last refreshes."""
+
+    target: Target
+    client: Any
+    """The target's `VpcClient` (an `InventoryClient`)."""
+    account: str
+    listed: tuple[str, ...]
+    """This shard's gateways the target lists by ID, in config order."""
+    listed_elsewhere: frozenset[str] = frozenset()
+    """Gateways other targets list by ID: never discovered here."""
+    discovered: tuple[str, ...] = ()
+    described: dict[str, DiscoveredGateway] = field(default_factory=dict)
+    connections: dict[str, tuple[VpnConnection, ...]] = field(default_factory=dict)
+    listings: dict[str, tuple[bool, float | None]] = field(default_factory=dict)
+    """Per action: whether the last refresh succeeded, and when one last did."""
+    connections_listed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the first connection refresh has run (whatever its outcome)."""
+    conditions: dict[str, str] = field(default_factory=dict)
+    refreshing: set[str] = field(default_factory=set)
+    again: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def region_id(self) -> str:
+        return self.target.region_id
+
+    @property
+    def gateways(self) -> tuple[str, ...]:
+        """Listed gateways first, then discovered ones not listed."""
+        listed = set(self.listed)
+        return self.listed + tuple(g for g in self.discovered if g not in listed)
+
+    def key(self, gateway_id: str) -> GatewayKey:
+        return GatewayKey(self.name, self.region_id, gateway_id)
+
+    def connection_count(self) -> int:
+        return sum(len(self.connections.get(g, ())) for g in self.gateways)
+
+
+class Inventory:
+    """Every target's inventory, its refresh jobs and the plan of the poll scheduler."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client_for: Callable[[str, str], Any],
+        budgets: RateBudgets,
+        fleet: Fleet,
+        clock: Clock,
+        shard: Shard = UNSHARDED,
+    ) -> None:
+        self.config = config
+        self.budgets = budgets
+        self.fleet = fleet
+        self.clock = clock
+        self.shard = shard
+        self.targets: dict[str, TargetInventory] = {}
+        for target in config.targets:
+            others = frozenset(
+                gateway
+                for other in config.targets
+                if other is not target
+                for gateway in other.gateways
+            )
+            self.targets[target.name] = TargetInventory(
+                target=target,
+                client=client_for(target.credentials, target.region_id),
+                account=config.account_of(target.credentials),
+                listed=tuple(shard.select(target.gateways)),
+                listed_elsewhere=others,
+            )
+        self.scheduler: PollScheduler | None = None
+        self._intervals = self._plan()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- planning ------------------------------------------------------------------------
+
+    def _demands(self) -> list[Demand]:
+        demands = []
+        diagnose = self.config.diagnose
+        for inventory in self.targets.values():
+            budget = (inventory.account, inventory.region_id)
+            demands.append(
+                Demand(
+                    job=f"poll:{inventory.name}",
+                    budget=budget,
+                    interval=self.config.interval_for(inventory.target),
+                    calls={RESULT_ACTION: len(inventory.gateways)},
+                )
+            )
+            if diagnose.enabled:
+                count = inventory.connection_count()
+                demands.append(
+                    Demand(
+                        job=f"diagnose:{inventory.name}",
+                        budget=budget,
+                        interval=diagnose.interval,
+                        calls={
+                            DIAGNOSE_ACTION: count,
+                            RESULT_ACTION: count * READS_PER_DIAGNOSIS,
+                        },
+                    )
+                )
+        return demands
+
+    def _plan(self) -> dict[str, float]:
+        return effective_intervals(self._demands(), self.budgets.rate_per_second)
+
+    def effective_interval(self, name: str) -> float:
+        """How often target `name` can poll all its gateways."""
+        return self._intervals[f"poll:{name}"]
+
+    def diagnose_interval(self, name: str) -> float:
+        """How often target `name` can diagnose all its connections."""
+        return self._intervals.get(f"diagnose:{name}", self.config.diagnose.interval)
+
+    def startup_spacing(self, name: str, action: str = RESULT_ACTION) -> float:
+        """Seconds between a target's calls when all targets of its budget start at once:
+        its share of the budget, by number of gateways."""
+        inventory = self.targets[name]
+        budget = (inventory.account, inventory.region_id)
+        together = sum(
+            len(other.gateways)
+            for other in self.targets.values()
+            if (other.account, other.region_id) == budget
+        )
+        rate = self.budgets.rate_per_second(action)
+        mine = len(inventory.gateways)
+        if rate <= 0:
+            return 0.0
+        return max(together, 1) / (rate * max(mine, 1))
+
+    def poll_plan(self, name: str) -> TargetPlan:
+        """The poll plan of target `name` as things stand."""
+        inventory = self.targets[name]
+        effective = self.effective_interval(name)
+        return TargetPlan(
+            name=name,
+            region_id=inventory.region_id,
+            gateways=list(inventory.gateways),
+            client=inventory.client,
+            interval=self.config.interval_for(inventory.target),
+            effective_interval=effective,
+            stale_after=self._stale_after(effective),
+            jitter=self.config.poll.jitter * effective,
+            startup_spacing=self.startup_spacing(name),
+        )
+
+    def poll_plans(self) -> list[TargetPlan]:
+        return [self.poll_plan(name) for name in self.targets]
+
+    def _stale_after(self, effective: float) -> float:
+        return self.config.poll.stale_after or STALE_AFTER_INTERVALS * effective
+
+    def replan(self) -> None:
+        """Share the budgets anew (gateway or connection counts changed) and hand every
+        target's gateways and pace to the poll scheduler."""
+        self._intervals = self._plan()
+        if self.scheduler is None:
+            return
+        for name in self.targets:
+            plan = self.poll_plan(name)
+            self.scheduler.update_plan(
+                name,
+                gateways=plan.gateways,
+                effective_interval=plan.effective_interval,
+                stale_after=plan.stale_after,
+                jitter=plan.jitter,
+                startup_spacing=plan.startup_spacing,
+            )
+            self._render(self.targets[name])
+            job = self.scheduler.scheduler.get_job(f"diagnose:{name}")
+            interval = self.diagnose_interval(name)
+            if job is not None and job.trigger.interval.total_seconds() != interval:
+                job.reschedule(IntervalTrigger(seconds=interval))
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def bind(self, scheduler: PollScheduler) -> None:
+        """Register every target's refresh jobs; they run once the scheduler starts, the
+        first time at once."""
+        self.scheduler = scheduler
+        now = datetime.now(UTC)
+        for name, inventory in self.targets.items():
+            discover_settings = inventory.target.discover
+            scheduler.scheduler.add_job(
+                self.refresh_gateways,
+                IntervalTrigger(
+                    seconds=discover_settings.interval if discover_settings else INFO_INTERVAL
+                ),
+                args=[name],
+                id=f"gateways:{name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+            scheduler.scheduler.add_job(
+                self.refresh_connections,
+                IntervalTrigger(seconds=self.config.interval_for(inventory.target)),
+                args=[name],
+                id=f"connections:{name}",
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+            self._render(inventory)
+
+    async def stop(self) -> None:
+        """Cancel refreshes started outside the scheduler's jobs."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def refresh_gateways(self, name: str) -> None:
+        """DescribeVpnGateways for target `name`: discovery, then the listed gateways'
+        descriptions; a change of gateways is handed to the poll scheduler."""
+        await self._exclusive(name, "gateways", self._refresh_gateways)
+
+    async def refresh_connections(self, name: str) -> None:
+        """DescribeVpnConnections for target `name`'s gateways."""
+        await self._exclusive(name, "connections", self._refresh_connections)
+
+    async def _exclusive(
+        self, name: str, what: str, refresh: Callable[[TargetInventory], Any]
+    ) -> None:
+        """Run one refresh of a target at a time; a refresh asked for meanwhile runs once
+        more afterwards, so new gateways are never left for a whole interval."""
+        inventory = self.targets[name]
+        if what in inventory.refreshing:
+            inventory.again.add(what)
+            return
+        inventory.refreshing.add(what)
+        try:
+            while True:
+                inventory.again.discard(what)
+                try:
+                    await refresh(inventory)
+                except Exception:
+                    log.exception(f"{what} refresh crashed", extra={"fields": {"target": name}})
+                if what not in inventory.again:
+                    break
+        finally:
+            inventory.refreshing.discard(what)
+
+    def _soon(self, name: str, what: str) -> None:
+        refresh = self.refresh_connections if what == "connections" else self.refresh_gateways
+        task = asyncio.create_task(refresh(name), name=f"{what}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh_gateways(self, inventory: TargetInventory) -> None:
+        now = self.clock.time()
+        described: dict[str, DiscoveredGateway] = {}
+        discovered = inventory.discovered
+        success = True
+        settings = inventory.target.discover
+        if settings is not None:
+            try:
+                found = await discover(inventory.client, settings)
+            except ApiError as error:
+                success = False
+                described.update(
+                    (g, inventory.described[g])
+                    for g in inventory.discovered
+                    if g in inventory.described
+                )
+                self._condition(
+                    inventory,
+                    "discovery",
+                    f"discovery failed, keeping the {len(discovered)} gateways found before: "
+                    f"{error}",
+                )
+            else:
+                mine = [
+                    gateway
+                    for gateway in found
+                    if self.shard.owns(gateway.vpn_gateway_id)
+                    and gateway.vpn_gateway_id not in inventory.listed_elsewhere
+                ]
+                discovered = tuple(gateway.vpn_gateway_id for gateway in mine)
+                described.update((gateway.vpn_gateway_id, gateway) for gateway in mine)
+                self._condition(inventory, "discovery", None)
+        missing = [g for g in inventory.listed if g not in described]
+        if missing:
+            lookup = await describe(inventory.client, missing)
+            for gateway_id in lookup.failed:
+                if gateway_id in inventory.described:
+                    described[gateway_id] = inventory.described[gateway_id]
+            if lookup.failed:
+                success = False
+                problem = next(iter(lookup.failed.values()))
+                self._condition(
+                    inventory, "describe", f"cannot describe listed gateways: {problem}"
+                )
+            else:
+                self._condition(inventory, "describe", None)
+            for items in lookup.found.values():
+                described.update((gateway.vpn_gateway_id, gateway) for gateway in items)
+            unknown = sorted(g for g, items in lookup.found.items() if not items)
+            self._condition(
+                inventory,
+                "unknown",
+                "DescribeVpnGateways does not know listed gateways (wrong ID or region?): "
+                + ",".join(unknown)
+                if unknown
+                else None,
+            )
+        inventory.described = described
+        self._listing(inventory, discovery.ACTION, success, now)
+        if discovered != inventory.discovered:
+            before = set(inventory.gateways)
+            inventory.discovered = discovered
+            after = set(inventory.gateways)
+            for gone in before - after:
+                inventory.connections.pop(gone, None)
+            log.info(
+                "target gateways changed",
+                extra={
+                    "fields": {
+                        "target": inventory.name,
+                        "added": ",".join(sorted(after - before)),
+                        "removed": ",".join(sorted(before - after)),
+                        "gateways": len(after),
+                    }
+                },
+            )
+            self.replan()
+            if after - before:
+                self._soon(inventory.name, "connections")
+        self._write_infos(inventory)
+        self._render(inventory)
+
+    def _write_infos(self, inventory: TargetInventory) -> None:
+        now = self.clock.time()
+        tags = self.config.gateway_info.tags
+        for gateway_id in inventory.gateways:
+            key = inventory.key(gateway_id)
+            if key not in self.fleet.records:
+                continue
+            gateway = inventory.described.get(gateway_id)
+            info = gateway.info(tags) if gateway is not None else None
+            record = self.fleet.get(key)
+            updated = with_info(record, info)
+            if updated is not record:
+                self.fleet.update(updated, now)
+
+    async def _refresh_connections(self, inventory: TargetInventory) -> None:
+        gateways = inventory.gateways
+        before = inventory.connection_count()
+        lookup = await list_connections(inventory.client, gateways)
+        now = self.clock.time()
+        current = set(inventory.gateways)  # the gateways may have changed meanwhile
+        for gateway_id, found in lookup.found.items():
+            if gateway_id not in current:
+                continue
+            listed = tuple({c.vpn_connection_id: c for c in found}.values())
+            inventory.connections[gateway_id] = listed
+            key = inventory.key(gateway_id)
+            if key in self.fleet.records:
+                self.fleet.update(with_vpn_connections(self.fleet.get(key), listed, now), now)
+        for gone in set(inventory.connections) - current:
+            del inventory.connections[gone]
+        if lookup.failed:
+            first = next(iter(lookup.failed.values()))
+            self._condition(
+                inventory,
+                "connections",
+                f"cannot list the connections of {len(lookup.failed)} gateways, keeping "
+                f"their last status until it is stale: {first}",
+            )
+        else:
+            self._condition(inventory, "connections", None)
+        self._listing(inventory, connection_listing.ACTION, not lookup.failed, now)
+        inventory.connections_listed.set()
+        if self.config.diagnose.enabled and inventory.connection_count() != before:
+            self.replan()
+        self._render(inventory)
+
+    # --- reporting -----------------------------------------------------------------------
+
+    def _listing(self, inventory: TargetInventory, action: str, success: bool, now: float) -> None:
+        _, last_success = inventory.listings.get(action, (False, None))
+        inventory.listings[action] = (success, now if success else last_success)
+
+    def _render(self, inventory: TargetInventory) -> None:
+        self.fleet.exposition.put(
+            ("inventory", inventory.name),
+            render_inventory(inventory.name, len(inventory.gateways), dict(inventory.listings)),
+        )
+
+    @staticmethod
+    def _condition(inventory: TargetInventory, topic: str, problem: str | None) -> None:
+        """Log a target's problem when it starts or changes, and once when it ends."""
+        previous = inventory.conditions.get(topic)
+        if problem == previous:
+            return
+        fields = {"target": inventory.name, "region_id": inventory.region_id}
+        if problem is None:
+            del inventory.conditions[topic]
+            log.info(f"{topic} recovered", extra={"fields": fields})
+        else:
+            inventory.conditions[topic] = problem
+            log.warning(problem, extra={"fields": fields})
+
+
+def connections_of(inventory: TargetInventory) -> Sequence[tuple[str, VpnConnection]]:
+    """(gateway ID, connection) of every known connection of the target's gateways."""
+    return [
+        (gateway_id, connection)
+        for gateway_id in inventory.gateways
+        for connection in inventory.connections.get(gateway_id, ())
+    ]

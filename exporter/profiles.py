@@ -1,0 +1,75 @@
+"""Credentials profiles at run time: whether each one works, said once per change.
+
+A profile that cannot resolve credentials (a wrong role ARN, an STS endpoint out of
+reach, an expired OIDC token) fails only the targets that name it: their calls raise a
+`CredentialsError` before anything is sent. `MonitoredProvider` wraps a profile's provider
+so that the failure is logged once for the profile, with the library's reason and the
+targets it stops, instead of once per gateway, and exported as
+`aliyun_vpn_credentials_success{profile}`; recovery is logged once too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from exporter.credentials import Credential, CredentialsProvider
+from exporter.errors import CredentialsError
+from exporter.self_metrics import SelfMetrics
+
+log = logging.getLogger(__name__)
+
+
+class MonitoredProvider:
+    """A `CredentialsProvider` that reports its profile's health."""
+
+    def __init__(
+        self, provider: CredentialsProvider, metrics: SelfMetrics, targets: Sequence[str] = ()
+    ) -> None:
+        self._provider = provider
+        self._targets = tuple(targets)
+        self._gauge = metrics.credentials_success.labels(provider.profile)
+        self._failure: str | None = None
+        self._ever_resolved = False
+
+    @property
+    def profile(self) -> str:
+        return self._provider.profile
+
+    @property
+    def failure(self) -> str | None:
+        """Why the profile failed the last time it was needed (None: it worked)."""
+        return self._failure
+
+    async def get(self) -> Credential:
+        try:
+            credential = await self._provider.get()
+        except CredentialsError as error:
+            self._failed(str(error))
+            raise
+        if self._failure is not None or not self._ever_resolved:
+            if self._failure is not None:
+                log.info(
+                    "credentials profile recovered",
+                    extra={"fields": {"profile": self.profile}},
+                )
+            self._failure = None
+            self._ever_resolved = True
+            self._gauge.set(1)
+        return credential
+
+    def _failed(self, reason: str) -> None:
+        self._gauge.set(0)
+        if reason == self._failure:
+            return
+        self._failure = reason
+        log.error(
+            "credentials profile failed: its targets cannot call the API until it recovers",
+            extra={
+                "fields": {
+                    "profile": self.profile,
+                    "targets": ",".join(self._targets),
+                    "error": reason,
+                }
+            },
+        )
