@@ -82,7 +82,9 @@ class TargetInventory:
     listings: dict[str, tuple[bool, float | None]] = field(default_factory=dict)
     """Per action: whether the last refresh succeeded, and when one last did."""
     connections_listed: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the first connection refresh has run (whatever its outcome)."""
+    """Set once a connection refresh has run after the first gateway refresh (whatever
+    their outcomes): the target's connections are as known as they will be soon."""
+    gateways_refreshed: bool = False
     conditions: dict[str, str] = field(default_factory=dict)
     refreshing: set[str] = field(default_factory=set)
     again: set[str] = field(default_factory=set)
@@ -382,6 +384,7 @@ class Inventory:
             )
         inventory.described = described
         self._listing(inventory, discovery.ACTION, success, now)
+        added = False
         if discovered != inventory.discovered:
             before = set(inventory.gateways)
             inventory.discovered = discovered
@@ -400,10 +403,15 @@ class Inventory:
                 },
             )
             self.replan()
-            if after - before:
+            added = bool(after - before)
+            if added:
                 self._soon(inventory.name, "connections")
         self._write_infos(inventory)
         self._render(inventory)
+        if not inventory.gateways_refreshed:
+            inventory.gateways_refreshed = True
+            if not inventory.connections_listed.is_set() and not added:
+                self._soon(inventory.name, "connections")
 
     def _write_infos(self, inventory: TargetInventory) -> None:
         now = self.clock.time()
@@ -446,7 +454,8 @@ class Inventory:
         else:
             self._condition(inventory, "connections", None)
         self._listing(inventory, connection_listing.ACTION, not lookup.failed, now)
-        inventory.connections_listed.set()
+        if inventory.gateways_refreshed:
+            inventory.connections_listed.set()
         if self.config.diagnose.enabled and inventory.connection_count() != before:
             self.replan()
         self._render(inventory)

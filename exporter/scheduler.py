@@ -179,7 +179,10 @@ class PollScheduler:
                     ),
                 )
         added = [key for key in plan.keys if key not in before]
-        if added and name in self._cycles_begun:
+        if added and name in self._last_cycle:
+            # A cycle has begun (perhaps with no gateways yet): poll the new ones now; the
+            # next cycle spreads them over the interval like the others.
+            self._cycles_begun.add(name)
             task = asyncio.create_task(self._catch_up(plan, added), name=f"catch-up:{name}")
             self._catch_ups.add(task)
             task.add_done_callback(self._catch_ups.discard)
