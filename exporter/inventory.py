@@ -454,7 +454,7 @@ class Inventory:
         else:
             self._condition(inventory, "connections", None)
         self._listing(inventory, connection_listing.ACTION, not lookup.failed, now)
-        if inventory.gateways_refreshed:
+        if inventory.gateways_refreshed and current <= set(gateways):
             inventory.connections_listed.set()
         if self.config.diagnose.enabled and inventory.connection_count() != before:
             self.replan()

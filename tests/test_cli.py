@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,9 @@ from exporter.credentials import Credential, StaticCredentialsProvider
 from exporter.errors import CloudError
 from exporter.retry import RetryPolicy
 from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from tests.demo_harness import STARTUP_BOUND, cli_process, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+VALID_CONFIG = "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,49 +38,30 @@ def test_version_names_the_exporter_and_its_version() -> None:
 
 def test_demo_serves_the_demo_fleet_on_the_given_port_and_stops_on_sigterm() -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--demo", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with cli_process("--demo", f"--web.listen-address=127.0.0.1:{port}", port=port) as process:
         text = ""
-        deadline = time.monotonic() + 20  # generous: proves it answers, not how fast
-        while time.monotonic() < deadline:
-            try:
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-            except httpx.TransportError:
-                text = ""
-            if 'aliyun_vpn_poll_success{target="default/ap-southeast-1"' in text and (
-                'vpn_gateway_id="vpn-hz4nodiag"} 1' in text
-            ):
-                break
+        deadline = time.monotonic() + STARTUP_BOUND
+        while 'vpn_gateway_id="vpn-sg2lossy"} 1' not in text and time.monotonic() < deadline:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
             time.sleep(0.1)
         assert 'aliyun_vpn_diagnose_item_status{target="default/cn-hangzhou"' in text
+        assert 'aliyun_vpn_poll_success{target="default/ap-southeast-1"' in text
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)
-        assert process.returncode == 0, stderr
-        assert "exporter started" in stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "exporter started" in stderr
 
 
 def test_check_config_accepts_a_valid_file(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
-    config.write_text("targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n")
+    config.write_text(VALID_CONFIG)
     result = run_cli(f"--config.file={config}", "--check-config")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_check_config_names_a_misspelt_key_with_its_path(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
-    config.write_text(
-        "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
-        "  - region_id: cn-shanghai\n    gatways: [vpn-def]\n"
-    )
+    config.write_text(VALID_CONFIG + "  - region_id: cn-shanghai\n    gatways: [vpn-def]\n")
     result = run_cli(f"--config.file={config}", "--check-config")
     assert result.returncode == 1
     assert "targets[1].gatways" in result.stdout
@@ -92,9 +69,7 @@ def test_check_config_names_a_misspelt_key_with_its_path(tmp_path: Path) -> None
 
 def test_invalid_config_fails_at_start_with_the_field_named(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
-    config.write_text(
-        "poll:\n  interval: soon\ntargets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
-    )
+    config.write_text("poll:\n  interval: soon\n" + VALID_CONFIG)
     result = run_cli(f"--config.file={config}", "--web.listen-address=127.0.0.1:0")
     assert result.returncode == 1
     assert "poll.interval" in result.stderr
@@ -117,35 +92,17 @@ async def call_simulator(port: int, secret: str) -> dict[str, object]:
 
 def test_simulate_subcommand_answers_signed_requests_only() -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "simulate", f"--listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20  # generous: proves it starts, not how fast
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with cli_process("simulate", f"--listen-address=127.0.0.1:{port}", port=port):
         answer = asyncio.run(call_simulator(port, DEMO_ACCESS_KEY_SECRET))
         assert answer["VpnGatewayId"] == "vpn-hz1healthy"
         with pytest.raises(CloudError) as refused:
             asyncio.run(call_simulator(port, "not-the-secret"))
         assert refused.value.code == "SignatureDoesNotMatch"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
 
 
 def test_admin_enabled_without_authentication_refuses_to_start(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
-    config.write_text(
-        "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\nadmin:\n  enabled: true\n"
-    )
+    config.write_text(VALID_CONFIG + "admin:\n  enabled: true\n")
     result = run_cli(f"--config.file={config}", "--web.listen-address=127.0.0.1:0")
     assert result.returncode == 1
     assert "--admin.web.config.file" in result.stderr
@@ -157,35 +114,13 @@ def test_metrics_listener_requires_basic_auth_from_its_web_config(tmp_path: Path
     hashed = bcrypt.hashpw(b"s3cret-pass", bcrypt.gensalt(rounds=4)).decode()
     web_config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--demo",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.config.file={web_config}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    args = ("--demo", f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web_config}")
+    with cli_process(*args, port=port):
         url = f"http://127.0.0.1:{port}/metrics"
-        deadline = time.monotonic() + 20  # generous: proves it starts, not how fast
-        refused = None
-        while time.monotonic() < deadline and refused is None:
-            try:
-                refused = httpx.get(url, timeout=2)
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert refused is not None
+        refused = httpx.get(url, timeout=2)
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].startswith("Basic")
         assert httpx.get(url, auth=("prometheus", "wrong"), timeout=2).status_code == 401
         allowed = httpx.get(url, auth=("prometheus", "s3cret-pass"), timeout=2)
         assert allowed.status_code == 200
         assert "aliyun_vpn_build_info" in allowed.text
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import zlib
@@ -12,9 +11,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from exporter.app import Exporter, ListenSettings
-from exporter.demo import demo_config, running_demo_simulator
-from exporter.self_metrics import SelfMetrics
+from exporter.app import Exporter
+from tests.demo_harness import running_demo_exporter
 from tests.required_tools import PROMTOOL, tool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -31,28 +29,8 @@ DEMO_GATEWAYS = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def exporter() -> AsyncIterator[Exporter]:
-    async with running_demo_simulator() as endpoint:
-        instance = Exporter(
-            demo_config(endpoint),
-            listen=ListenSettings(address="127.0.0.1:0"),
-            metrics=SelfMetrics(),
-        )
-        await instance.start()
-        try:
-            await wait_for_all_polls(instance)
-            yield instance
-        finally:
-            await instance.stop()
-
-
-async def wait_for_all_polls(instance: Exporter) -> None:
-    """Wait (up to a generous 10 s, not a speed check) until every gateway was polled."""
-    for _ in range(1000):
-        records = instance.fleet.records.values()
-        if records and all(record.last_poll is not None for record in records):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("not every demo gateway was polled within 10 s")
+    async with running_demo_exporter() as instance:
+        yield instance
 
 
 async def scrape(instance: Exporter, **headers: str) -> httpx.Response:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from exporter.app import Exporter, ListenSettings
-from exporter.demo import demo_config, running_demo_simulator
+from exporter.app import Exporter
+from tests.demo_harness import running_demo_exporter
 from tests.required_tools import tool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -33,17 +33,8 @@ CHROMIUM_FLAGS = [
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def exporter() -> AsyncIterator[Exporter]:
-    async with running_demo_simulator() as endpoint:
-        instance = Exporter(demo_config(endpoint), listen=ListenSettings(address="127.0.0.1:0"))
-        await instance.start()
-        try:
-            for _ in range(1000):  # a generous 10 s for the first cycle
-                if all(r.last_poll for r in instance.fleet.records.values()):
-                    break
-                await asyncio.sleep(0.01)
-            yield instance
-        finally:
-            await instance.stop()
+    async with running_demo_exporter() as instance:
+        yield instance
 
 
 async def chromium(*args: str) -> bytes:
