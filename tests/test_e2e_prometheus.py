@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -25,9 +24,9 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from exporter.app import Exporter, ListenSettings
-from exporter.demo import demo_config, running_demo_simulator
+from exporter.app import Exporter
 from tests.dashboard_queries import panel_queries, problems, variable_queries
+from tests.demo_harness import free_port, running_demo_exporter
 from tests.required_tools import ALERTMANAGER, REPO, tool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -35,12 +34,6 @@ PROMETHEUS = ("prometheus", "apt-get install -y --no-install-recommends promethe
 RULES = REPO / "deploy" / "prometheus" / "aliyun-vpn-exporter.rules.yml"
 WAIT = 30.0
 """A generous bound for anything to show up: proves it comes, not how fast."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -217,15 +210,8 @@ def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(monitoring: tuple[str, int, Webhook]) -> AsyncIterator[Stack]:
     prometheus, exporter_port, webhook = monitoring
-    async with running_demo_simulator() as endpoint:
-        exporter = Exporter(
-            demo_config(endpoint), listen=ListenSettings(address=f"127.0.0.1:{exporter_port}")
-        )
-        await exporter.start()
-        try:
-            yield Stack(prometheus, webhook, exporter)
-        finally:
-            await exporter.stop()
+    async with running_demo_exporter(f"127.0.0.1:{exporter_port}") as exporter:
+        yield Stack(prometheus, webhook, exporter)
 
 
 async def test_every_dashboard_query_returns_data_about_the_demo(stack: Stack) -> None:
