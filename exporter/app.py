@@ -9,10 +9,13 @@ scheduled diagnoses, and knows how to report health.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
+from starlette.types import ASGIApp
 
 from exporter.client import VpcClient, make_http_client
 from exporter.clock import Clock, SystemClock
@@ -37,12 +40,35 @@ from exporter.web_config import WebConfig, secure_app
 log = logging.getLogger(__name__)
 
 
+_CONFIGURED = (
+    "config",
+    "providers",
+    "poller",
+    "http",
+    "budgets",
+    "clients",
+    "inventory",
+    "scheduler",
+    "diagnoses",
+)
+"""The attributes `Exporter._assemble` sets from a configuration (a reload swaps them)."""
+
+
+def _transport(config: Config) -> tuple[object, ...]:
+    """The settings baked into the shared HTTP client."""
+    api = config.api
+    return (api.timeout, api.proxy, api.ca_file)
+
+
 @dataclass(frozen=True, slots=True)
 class ListenSettings:
     """Where and how the metrics listener serves (`--web.*` flags)."""
 
     address: str = ":9747"
     web_config: WebConfig | None = None
+    lifecycle: Callable[[ASGIApp], ASGIApp] | None = None
+    """Wraps the listener's app with the lifecycle endpoints (`--web.enable-lifecycle`:
+    `exporter.reload.Lifecycle`), behind the web config's authentication."""
 
 
 class Exporter:
@@ -58,52 +84,16 @@ class Exporter:
         metrics: SelfMetrics | None = None,
         shard: Shard = UNSHARDED,
     ) -> None:
-        self.config = config
         self.clock = clock or SystemClock()
         self.metrics = metrics or SelfMetrics()
         self.shard = shard
-        built = providers if providers is not None else build_providers(config)
-        self.providers: dict[str, CredentialsProvider] = {
-            name: MonitoredProvider(
-                provider,
-                self.metrics,
-                [target.name for target in config.targets if target.credentials == name],
-            )
-            for name, provider in built.items()
-        }
+        self._given_providers = providers
         self.exposition = Exposition()
         self.fleet = Fleet(self.exposition)
-        self.poller = Poller(self.fleet, self.metrics, self.clock)
-        api = config.api
-        self.http: httpx.AsyncClient = make_http_client(
-            timeout=api.timeout,
-            proxy=api.proxy.get_secret_value() if api.proxy else None,
-            ca_file=str(api.ca_file) if api.ca_file else None,
-        )
-        self.budgets = RateBudgets(
-            {action: (rate.calls, rate.period) for action, rate in api.rate_limits.items()},
-            share=api.budget_fraction,
-            shards=shard.total,
-        )
-        self.clients: dict[tuple[str, str], VpcClient] = {}
-        self.inventory = Inventory(
-            config,
-            client_for=self.client,
-            budgets=self.budgets,
-            fleet=self.fleet,
-            clock=self.clock,
-            shard=shard,
-        )
-        self.scheduler = PollScheduler(
-            self.inventory.poll_plans(), self.poller, self.fleet, self.clock
-        )
-        self.inventory.bind(self.scheduler)
-        self.diagnoses: Diagnoses | None = None
-        if config.diagnose.enabled:
-            self.diagnoses = Diagnoses(
-                config.diagnose, self.inventory, self.fleet, self.metrics, self.clock
-            )
-            self.diagnoses.bind(self.scheduler)
+        self._assemble(config)
+        self._bind()
+        self.metrics.config_reload_success.set(1)
+        self.metrics.config_reload_timestamp.set(self.clock.time())
         endpoint = MetricsEndpoint(self.exposition, self.metrics)
         self.app = build_metrics_app(
             endpoint,
@@ -113,10 +103,73 @@ class Exporter:
         )
         listen = listen or ListenSettings()
         web_config = listen.web_config or WebConfig()
+        app = self.app if listen.lifecycle is None else listen.lifecycle(self.app)
         self.listener = Listener(
-            secure_app(self.app, web_config), listen.address, web_config.tls_settings()
+            secure_app(app, web_config), listen.address, web_config.tls_settings()
         )
         self._started = False
+
+    def _assemble(
+        self,
+        config: Config,
+        http: httpx.AsyncClient | None = None,
+        previous: Inventory | None = None,
+    ) -> None:
+        """Create every part that depends on the configuration (the attributes named in
+        `_CONFIGURED`); nothing starts and nothing is exported yet. On a reload, `http` is
+        the HTTP client to keep and `previous` the inventory being replaced."""
+        self.config = config
+        built = (
+            self._given_providers
+            if self._given_providers is not None
+            else build_providers(config)
+        )
+        self.providers: dict[str, CredentialsProvider] = {
+            name: MonitoredProvider(
+                provider,
+                self.metrics,
+                [target.name for target in config.targets if target.credentials == name],
+            )
+            for name, provider in built.items()
+        }
+        self.poller = Poller(self.fleet, self.metrics, self.clock)
+        api = config.api
+        self.http: httpx.AsyncClient = http or make_http_client(
+            timeout=api.timeout,
+            proxy=api.proxy.get_secret_value() if api.proxy else None,
+            ca_file=str(api.ca_file) if api.ca_file else None,
+        )
+        self.budgets = RateBudgets(
+            {action: (rate.calls, rate.period) for action, rate in api.rate_limits.items()},
+            share=api.budget_fraction,
+            shards=self.shard.total,
+        )
+        self.clients: dict[tuple[str, str], VpcClient] = {}
+        self.inventory = Inventory(
+            config,
+            client_for=self.client,
+            budgets=self.budgets,
+            fleet=self.fleet,
+            clock=self.clock,
+            shard=self.shard,
+        )
+        if previous is not None:
+            self.inventory.adopt(previous)
+        self.scheduler = PollScheduler(
+            self.inventory.poll_plans(), self.poller, self.fleet, self.clock
+        )
+        self.diagnoses: Diagnoses | None = None
+        if config.diagnose.enabled:
+            self.diagnoses = Diagnoses(
+                config.diagnose, self.inventory, self.fleet, self.metrics, self.clock
+            )
+
+    def _bind(self) -> None:
+        """Register the inventory's and diagnoses' jobs with the scheduler (they run once
+        it starts) and render the inventory's series."""
+        self.inventory.bind(self.scheduler)
+        if self.diagnoses is not None:
+            self.diagnoses.bind(self.scheduler)
 
     def client(self, profile: str, region_id: str) -> VpcClient:
         """The VPC client of one account and region (created once, shared by targets)."""
@@ -161,13 +214,64 @@ class Exporter:
             },
         )
 
+    async def reconfigure(self, config: Config) -> bool:
+        """Swap in a new configuration while serving (a reload): targets, gateways,
+        credentials, API settings and schedules change; the listener, the self-metrics and
+        the last good data of the gateways that stay are kept, and gateways that went lose
+        their series. The HTTP client is kept unless `api.timeout`, `proxy` or `ca_file`
+        changed (then calls in flight on the old one, admin calls included, fail).
+
+        Returns False when `config` is the running one (nothing to do). Raises, leaving the
+        running configuration untouched, when the new parts cannot be built.
+        """
+        if config == self.config:
+            return False
+        previous = {name: getattr(self, name) for name in _CONFIGURED}
+        keep_http = _transport(config) == _transport(self.config)
+        try:
+            self._assemble(
+                config, http=self.http if keep_http else None, previous=self.inventory
+            )
+        except BaseException:
+            if not keep_http and self.http is not previous["http"]:
+                await self.http.aclose()
+            for name, value in previous.items():
+                setattr(self, name, value)
+            raise
+        await self._stop_polling(
+            previous["scheduler"], previous["inventory"], previous["diagnoses"]
+        )
+        # No await from here to the start: a scrape sees the old series or the new ones.
+        previous["inventory"].withdraw()
+        self.fleet.retain_targets({target.name for target in config.targets})
+        for profile in previous["providers"].keys() - self.providers.keys():
+            with contextlib.suppress(KeyError):
+                self.metrics.credentials_success.remove(profile)
+        self._bind()
+        if self._started:
+            self.scheduler.start()
+        if previous["http"] is not self.http:
+            await previous["http"].aclose()
+        return True
+
+    async def stop_polling(self) -> None:
+        """Stop the scheduler, the inventory refreshes and the diagnoses, cancelling their
+        calls in flight; the listener keeps serving the last data."""
+        await self._stop_polling(self.scheduler, self.inventory, self.diagnoses)
+
+    @staticmethod
+    async def _stop_polling(
+        scheduler: PollScheduler, inventory: Inventory, diagnoses: Diagnoses | None
+    ) -> None:
+        await scheduler.stop()
+        await inventory.stop()
+        if diagnoses is not None:
+            await diagnoses.stop()
+
     async def stop(self) -> None:
         """Stop polling, then serving; safe to call twice."""
         self._started = False
-        await self.scheduler.stop()
-        await self.inventory.stop()
-        if self.diagnoses is not None:
-            await self.diagnoses.stop()
+        await self.stop_polling()
         await self.listener.stop()
         await self.http.aclose()
 

@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="TLS and basic auth of the metrics listener (exporter-toolkit format)",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="serve POST /-/reload on the metrics listener (as Prometheus does); SIGHUP "
+        "always reloads, and so does /-/reload on the admin listener when it is enabled",
+    )
+    parser.add_argument(
         "--admin.listen-address",
         dest="admin_listen_address",
         default="127.0.0.1:9748",

@@ -7,7 +7,7 @@ data went stale, so stale series disappear even when polls keep failing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from exporter.exposition import Exposition, render_gateway, render_target
 from exporter.state import GatewayKey, GatewayRecord
@@ -48,6 +48,14 @@ class Fleet:
             if key not in self._records:
                 self._records[key] = GatewayRecord(key)
         self.exposition.put(("target", target), render_target(target, interval, effective_interval))
+
+    def retain_targets(self, targets: Collection[str]) -> None:
+        """Stop exporting every target not in `targets` (a reload removed them)."""
+        for key in [k for k in self._records if k.target not in targets]:
+            self.forget(key)
+        for target in [t for t in self._stale_after if t not in targets]:
+            del self._stale_after[target]
+            self.exposition.remove(("target", target))
 
     def forget(self, key: GatewayKey) -> None:
         """Stop exporting a gateway."""

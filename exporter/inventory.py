@@ -248,6 +248,33 @@ class Inventory:
             if job is not None and job.trigger.interval.total_seconds() != interval:
                 job.reschedule(IntervalTrigger(seconds=interval))
 
+    def adopt(self, previous: Inventory) -> None:
+        """Take over what `previous` (the inventory a reload replaces) knew of each target
+        kept with the same region, credentials and discovery: discovered gateways, their
+        descriptions and connections, listing outcomes. Discovered gateways then stay
+        polled and exported across a reload instead of vanishing until the next discovery."""
+        for name, inventory in self.targets.items():
+            old = previous.targets.get(name)
+            if old is None or _identity(old) != _identity(inventory):
+                continue
+            inventory.discovered = tuple(
+                g
+                for g in old.discovered
+                if g not in inventory.listed_elsewhere and self.shard.owns(g)
+            )
+            inventory.described = dict(old.described)
+            kept = set(inventory.gateways)
+            inventory.connections = {g: c for g, c in old.connections.items() if g in kept}
+            inventory.listings = dict(old.listings)
+            inventory.conditions = dict(old.conditions)
+        self._intervals = self._plan()
+
+    def withdraw(self) -> None:
+        """Stop exporting the targets' listing series (before a reload's inventory, which
+        renders its own, replaces this one)."""
+        for name in self.targets:
+            self.fleet.exposition.remove(("inventory", name))
+
     # --- jobs ----------------------------------------------------------------------------
 
     def bind(self, scheduler: PollScheduler) -> None:
@@ -485,6 +512,12 @@ class Inventory:
         else:
             inventory.conditions[topic] = problem
             log.warning(problem, extra={"fields": fields})
+
+
+def _identity(inventory: TargetInventory) -> tuple[object, ...]:
+    """What must not change for a reload to keep a target's inventory."""
+    target = inventory.target
+    return (target.region_id, target.credentials, inventory.account, target.discover)
 
 
 def connections_of(inventory: TargetInventory) -> Sequence[tuple[str, VpnConnection]]:

@@ -1,16 +1,29 @@
-"""An ASGI app served by uvicorn inside the exporter's own event loop."""
+"""An ASGI app served by uvicorn inside the exporter's own event loop.
+
+Both listeners (metrics and admin) bound what one client can hold of them (`Limits`):
+uvicorn limits header size and idle keep-alive connections, but nothing stops a client that
+connects and says nothing, sends its request a byte at a time (slowloris), or never reads
+its answer. `_GuardedH11Protocol` adds those deadlines; the HTTP implementation is pinned
+to h11 so that the header limit holds whatever else is installed (uvicorn would pick
+httptools, which ignores it, when present).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
 
 
 class ListenAddressError(ValueError):
@@ -37,6 +50,91 @@ class TlsSettings:
     min_version: ssl.TLSVersion | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client may hold of a listener; beyond it the connection is closed."""
+
+    max_header_bytes: int = 64 * 1024
+    """Request line and headers; more is answered 400 and the connection closed."""
+    read_timeout: float = 10.0
+    """Seconds a request (line, headers and body) may take to arrive, counted from the
+    connection or from its first byte on a kept-alive connection: a silent or slow
+    (slowloris) client is disconnected."""
+    write_timeout: float = 30.0
+    """Seconds an answer may wait for a client that reads none of it (a full send buffer)."""
+    keep_alive_timeout: float = 30.0
+    """Seconds an idle kept-alive connection stays open between requests."""
+    max_connections: int = 512
+    """Connections (and requests in flight) beyond which requests are answered 503."""
+    stop_timeout: float = 2.0
+    """Seconds a stopping listener lets answers in flight finish before cancelling them."""
+
+
+class _GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the read and write deadlines of `Limits`."""
+
+    limits = Limits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_read()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read()
+        self._disarm_write()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._read_deadline is None and self.conn.their_state is h11.IDLE:
+            self._arm_read()  # the first byte of another request on a kept-alive connection
+        super().data_received(data)
+        if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+            self._disarm_read()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(
+                self.limits.write_timeout, self._too_slow, "reads no answer"
+            )
+
+    def resume_writing(self) -> None:
+        self._disarm_write()
+        super().resume_writing()
+
+    def _arm_read(self) -> None:
+        self._disarm_read()
+        self._read_deadline = self.loop.call_later(
+            self.limits.read_timeout, self._too_slow, "sends no complete request"
+        )
+
+    def _disarm_read(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _disarm_write(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _too_slow(self, what: str) -> None:
+        self._read_deadline = self._write_deadline = None
+        if self.transport.is_closing():
+            return
+        log.debug(
+            "client too slow, connection closed",
+            extra={"fields": {"remote_addr": self.client[0] if self.client else None, "why": what}},
+        )
+        # abort, not close: close would wait for a client that does not read to drain.
+        self.transport.abort()
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to the exporter, which stops every part in order."""
 
@@ -61,8 +159,16 @@ class _Config(uvicorn.Config):
 class Listener:
     """One HTTP(S) listener; `start` returns once the socket is bound."""
 
-    def __init__(self, app: ASGIApp, address: str, tls: TlsSettings | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        address: str,
+        tls: TlsSettings | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.address = address
+        self.limits = limits or Limits()
+        protocol = type("GuardedH11Protocol", (_GuardedH11Protocol,), {"limits": self.limits})
         host, port = parse_listen_address(address)
         options: dict[str, Any] = {}
         if tls is not None:
@@ -80,8 +186,12 @@ class Listener:
             lifespan="off",
             log_config=None,
             access_log=False,
-            timeout_keep_alive=30,
-            h11_max_incomplete_event_size=64 * 1024,
+            http=protocol,
+            timeout_keep_alive=self.limits.keep_alive_timeout,
+            h11_max_incomplete_event_size=self.limits.max_header_bytes,
+            limit_concurrency=self.limits.max_connections,
+            timeout_graceful_shutdown=self.limits.stop_timeout,
+            server_header=False,
             **options,
         )
         self._server = _Server(config)

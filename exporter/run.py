@@ -1,33 +1,55 @@
-"""Start-up and shutdown of the exporter process (after the command line is parsed)."""
+"""Start-up, reloads and shutdown of the exporter process (after the command line is parsed).
+
+Signals: SIGHUP reloads the configuration (`exporter.reload`); SIGTERM and SIGINT stop the
+process within `SHUTDOWN_BOUND` seconds, in this order: no new reloads; the scheduler stops
+(no new polls, those in flight cancelled); the admin API refuses new requests and lets
+those in flight finish for up to `ADMIN_STOP_GRACE` seconds (then cancels them: they
+answer 503 and keep their audit line) while the metrics listener stops; the HTTP client
+closes. The exit code is 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from exporter.admin.server import AdminServer, AdminSetupError, load_admin_web_config
+from exporter.admin.settings import AdminSettings
 from exporter.app import Exporter, ListenSettings
 from exporter.config import Config, ConfigError, load_config
+from exporter.reload import Reloader
+from exporter.self_metrics import SelfMetrics
 from exporter.sharding import UNSHARDED
 from exporter.web_config import WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 
+ADMIN_STOP_GRACE = 5.0
+"""Seconds admin requests in flight at shutdown may take to finish before being cancelled."""
+SHUTDOWN_BOUND = 10.0
+"""What the shutdown is designed to stay under: the admin grace, then each listener's
+`Limits.stop_timeout` (the metrics listener stops meanwhile), with room to spare."""
+
 
 @contextlib.asynccontextmanager
-async def _config_for(args: argparse.Namespace) -> AsyncIterator[Config]:
-    """The config from `--config.file`, or the demo's (with its simulator running)."""
+async def _config_for(
+    args: argparse.Namespace,
+) -> AsyncIterator[tuple[Config, Callable[[], Config]]]:
+    """The config from `--config.file` (or the demo's, with its simulator running), and how
+    to load it again for a reload."""
     if args.demo:
         from exporter.demo import demo_config, running_demo_simulator
 
         async with running_demo_simulator() as endpoint:
-            yield demo_config(endpoint)
+            yield demo_config(endpoint), lambda: demo_config(endpoint)
     else:
-        yield load_config(args.config_file)
+        path = args.config_file
+        yield load_config(path), lambda: load_config(path)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -38,11 +60,20 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
-        async with _config_for(args) as config:
+        async with _config_for(args) as (config, load):
             admin_web_config = load_admin_web_config(config, args.admin_web_config_file)
+            metrics = SelfMetrics()
+            reloader = Reloader(load, metrics)
             exporter = Exporter(
                 config,
-                listen=ListenSettings(address=args.listen_address, web_config=web_config),
+                listen=ListenSettings(
+                    address=args.listen_address,
+                    web_config=web_config,
+                    lifecycle=reloader.endpoint("metrics")
+                    if getattr(args, "enable_lifecycle", False)
+                    else None,
+                ),
+                metrics=metrics,
                 shard=getattr(args, "sharding", UNSHARDED),
             )
             admin = (
@@ -54,8 +85,11 @@ async def run(args: argparse.Namespace) -> int:
                     exporter.region_client,
                     exporter.metrics,
                     args.admin_listen_address,
+                    settings=dataclasses.replace(AdminSettings(), stop_grace=ADMIN_STOP_GRACE),
+                    lifecycle=reloader.endpoint("admin"),
                 )
             )
+            reloader.bind(exporter, admin)
             try:
                 await exporter.start()
                 if admin is not None:
@@ -64,11 +98,12 @@ async def run(args: argparse.Namespace) -> int:
                 log.error("cannot start", extra={"fields": {"error": str(error)}})
                 await exporter.stop()
                 return 1
-            await stop.wait()
-            log.info("shutting down")
-            if admin is not None:
-                await admin.stop()
-            await exporter.stop()
+            loop.add_signal_handler(signal.SIGHUP, reloader.on_signal)
+            try:
+                await stop.wait()
+            finally:
+                loop.remove_signal_handler(signal.SIGHUP)
+                await _shut_down(exporter, admin, reloader)
     except ConfigError as error:
         log.error("invalid configuration", extra={"fields": {"errors": str(error)}})
         return 1
@@ -76,3 +111,15 @@ async def run(args: argparse.Namespace) -> int:
         log.error("cannot start", extra={"fields": {"error": str(error)}})
         return 1
     return 0
+
+
+async def _shut_down(exporter: Exporter, admin: AdminServer | None, reloader: Reloader) -> None:
+    log.info("shutting down")
+    await reloader.close()
+    await exporter.stop_polling()
+    stopping = [exporter.listener.stop()]
+    if admin is not None:
+        stopping.append(admin.stop())
+    await asyncio.gather(*stopping)
+    await exporter.stop()
+    log.info("stopped")

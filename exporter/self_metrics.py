@@ -90,6 +90,17 @@ class SelfMetrics:
             ["profile"],
             registry=self.registry,
         )
+        self.config_reload_success = Gauge(
+            "aliyun_vpn_config_last_reload_successful",
+            "1 if the last configuration reload (SIGHUP or POST /-/reload) succeeded, else 0 "
+            "(the previous configuration keeps running).",
+            registry=self.registry,
+        )
+        self.config_reload_timestamp = Gauge(
+            "aliyun_vpn_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (at start or by a reload).",
+            registry=self.registry,
+        )
         self.build_info = Gauge(
             "aliyun_vpn_build_info",
             "Version of the exporter and of Python it runs on; always 1.",

@@ -143,6 +143,13 @@ class AdminApi:
         self.app.add_exception_handler(Exception, self._on_bug)
         self.app.openapi = self._openapi  # type: ignore[method-assign]
 
+    def reconfigure(self, admin: AdminConfig, regions: frozenset[str]) -> None:
+        """Apply a reloaded configuration's allow-lists and regions (and describe the new
+        regions in the OpenAPI document)."""
+        self._admin = admin
+        self._regions = regions
+        self.app.openapi_schema = None
+
     # --- routes -------------------------------------------------------------------------
 
     def _add_routes(self) -> None:

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from starlette.types import ASGIApp
+
 from exporter.admin.app import AdminApi
 from exporter.admin.audit import Audit
 from exporter.admin.auth import AdminGate
@@ -86,7 +88,10 @@ class AdminServer:
         *,
         settings: AdminSettings | None = None,
         clock: Clock | None = None,
+        lifecycle: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
+        """`lifecycle` wraps the API with the lifecycle endpoints (`/-/reload`, see
+        `exporter.reload`), behind the same authentication."""
         if not web_config.authenticates:
             raise AdminSetupError(
                 "the admin API needs authentication: basic_auth_users or bearer_tokens_file"
@@ -121,7 +126,7 @@ class AdminServer:
             security_schemes=schemes,
         )
         self._gate = AdminGate(
-            self.api.app,
+            self.api.app if lifecycle is None else lifecycle(self.api.app),
             authenticator,
             audit,
             max_body_bytes=self.settings.max_body_bytes,
@@ -134,6 +139,10 @@ class AdminServer:
     def port(self) -> int:
         """The bound port (useful with `:0`)."""
         return self.listener.port
+
+    def reconfigure(self, config: Config) -> None:
+        """Follow a reloaded configuration: its allow-lists and regions."""
+        self.api.reconfigure(config.admin, config.regions)
 
     async def start(self) -> None:
         await self.listener.start()

@@ -38,10 +38,24 @@ class FaultKind(StrEnum):
     NEVER_FINISH = "never_finish"
     """The diagnosis stays running: a DiagnoseVpnGateway run never completes, and a
     GetVpnGatewayDiagnoseResult answer shows its diagnosis unfinished."""
+    RESET_MID_BODY = "reset_mid_body"
+    """The normal answer's headers and half its body, then a reset (`streams`)."""
+    HUGE_BODY = "huge_body"
+    """HTTP 200 with a chunked JSON body of `size` bytes (default 50 MB) (`streams`)."""
+    DRIP = "drip"
+    """HTTP 200, then a byte every `seconds` (default 1), never finished (`streams`)."""
 
 
 TERMINAL_KINDS = frozenset(
-    {FaultKind.ERROR, FaultKind.THROTTLE, FaultKind.TIMEOUT, FaultKind.RESET, FaultKind.HTML}
+    {
+        FaultKind.ERROR,
+        FaultKind.THROTTLE,
+        FaultKind.TIMEOUT,
+        FaultKind.RESET,
+        FaultKind.HTML,
+        FaultKind.HUGE_BODY,
+        FaultKind.DRIP,
+    }
 )
 """Faults that replace the answer; the others delay or alter a normal answer."""
 
@@ -75,6 +89,9 @@ _FIELDS_OF_KIND: dict[FaultKind, frozenset[str]] = {
     FaultKind.HTML: frozenset({"status"}),
     FaultKind.BAD_DESCRIPTION: frozenset({"mode", "item"}),
     FaultKind.NEVER_FINISH: frozenset(),
+    FaultKind.RESET_MID_BODY: frozenset(),
+    FaultKind.HUGE_BODY: frozenset({"size"}),
+    FaultKind.DRIP: frozenset({"seconds"}),
 }
 _KIND_FIELDS = frozenset().union(*_FIELDS_OF_KIND.values())
 
@@ -98,6 +115,8 @@ class Fault(BaseModel):
     mode: DescriptionMode | None = None
     item: str | None = None
     """The `DiagnoseName` a bad description applies to (None: every item)."""
+    size: int | None = Field(default=None, ge=1)
+    """Bytes of a `huge_body` answer."""
 
     @model_validator(mode="after")
     def _only_fields_of_its_kind(self) -> Self:
@@ -157,6 +176,18 @@ class Fault(BaseModel):
     @classmethod
     def never_finish(cls, **scope: Any) -> Fault:
         return cls(kind=FaultKind.NEVER_FINISH, **scope)
+
+    @classmethod
+    def reset_mid_body(cls, **scope: Any) -> Fault:
+        return cls(kind=FaultKind.RESET_MID_BODY, **scope)
+
+    @classmethod
+    def huge_body(cls, size: int | None = None, **scope: Any) -> Fault:
+        return cls(kind=FaultKind.HUGE_BODY, size=size, **scope)
+
+    @classmethod
+    def drip(cls, seconds: float | None = None, **scope: Any) -> Fault:
+        return cls(kind=FaultKind.DRIP, seconds=seconds, **scope)
 
 
 @dataclass(slots=True)

@@ -39,6 +39,13 @@ from exporter.simulator.replies import (
 )
 from exporter.simulator.scenario import KeyPair, Scenario
 from exporter.simulator.state import SimulatorState
+from exporter.simulator.streams import (
+    DEFAULT_DRIP_SECONDS,
+    DEFAULT_HUGE_BODY_BYTES,
+    Drip,
+    HugeBody,
+    ResetMidBody,
+)
 from exporter.simulator.throttle import DEFAULT_LIMITS, RateLimiter
 
 log = logging.getLogger(__name__)
@@ -151,7 +158,7 @@ class Simulator:
         )
 
     def release_hangs(self) -> None:
-        """End every pending timeout fault now (their connections are dropped).
+        """End every pending timeout or drip fault now (their connections are dropped).
 
         Call from the loop that serves the simulator, e.g. when its server stops.
         """
@@ -230,7 +237,7 @@ class Simulator:
             await asyncio.sleep(delay)
         terminal = next((f for f in fired if f.terminal), None)
         if terminal is not None:
-            return await self._fault_answer(terminal, action, principal, trace)
+            return await self._fault_answer(terminal, action, principal, trace, request_id)
 
         if self.rate_limiter is not None:
             region = params.get("RegionId", "")
@@ -253,6 +260,8 @@ class Simulator:
         if any(f.kind is FaultKind.TRUNCATED_JSON for f in fired):
             content = content[: len(content) // 2]
         trace.status = 200
+        if any(f.kind is FaultKind.RESET_MID_BODY for f in fired):
+            return ResetMidBody(content, {"x-acs-request-id": request_id})
         return json_response(content, headers={"x-acs-request-id": request_id})
 
     def _subject_gateway(self, params: Mapping[str, str]) -> str | None:
@@ -268,7 +277,7 @@ class Simulator:
         return None
 
     async def _fault_answer(
-        self, fault: Fault, action: str, principal: Principal, trace: _Trace
+        self, fault: Fault, action: str, principal: Principal, trace: _Trace, request_id: str
     ) -> Response:
         match fault.kind:
             case FaultKind.ERROR:
@@ -298,6 +307,15 @@ class Simulator:
             case FaultKind.TIMEOUT:
                 await self._hang(DEFAULT_HANG_SECONDS if fault.seconds is None else fault.seconds)
                 return DroppedConnection()
+            case FaultKind.HUGE_BODY:
+                trace.status = 200
+                return HugeBody(fault.size or DEFAULT_HUGE_BODY_BYTES, request_id)
+            case FaultKind.DRIP:
+                trace.status = 200
+                stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._hangs.add(stop)
+                seconds = DEFAULT_DRIP_SECONDS if fault.seconds is None else fault.seconds
+                return Drip(seconds, stop, lambda: self._hangs.discard(stop))
             case _:  # RESET
                 return DroppedConnection()
 
