@@ -31,6 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter import connections as connection_listing
 from exporter import discovery
+from exporter.client import failure_code
 from exporter.clock import Clock
 from exporter.config import Config, Target
 from exporter.connections import ConnectionSource, VpnConnection, list_connections
@@ -371,6 +372,7 @@ class Inventory:
                 self._condition(
                     inventory,
                     "discovery",
+                    failure_code(error),
                     f"discovery failed, keeping the {len(discovered)} gateways found before: "
                     f"{error}",
                 )
@@ -394,20 +396,22 @@ class Inventory:
                 success = False
                 problem = next(iter(lookup.failed.values()))
                 self._condition(
-                    inventory, "describe", f"cannot describe listed gateways: {problem}"
+                    inventory,
+                    "describe",
+                    failure_code(problem),
+                    f"cannot describe listed gateways: {problem}",
                 )
             else:
                 self._condition(inventory, "describe", None)
             for items in lookup.found.values():
                 described.update((gateway.vpn_gateway_id, gateway) for gateway in items)
-            unknown = sorted(g for g, items in lookup.found.items() if not items)
+            unknown = ",".join(sorted(g for g, items in lookup.found.items() if not items))
             self._condition(
                 inventory,
                 "unknown",
+                unknown or None,
                 "DescribeVpnGateways does not know listed gateways (wrong ID or region?): "
-                + ",".join(unknown)
-                if unknown
-                else None,
+                + unknown,
             )
         inventory.described = described
         self._listing(inventory, discovery.ACTION, success, now)
@@ -475,6 +479,7 @@ class Inventory:
             self._condition(
                 inventory,
                 "connections",
+                failure_code(first),
                 f"cannot list the connections of {len(lookup.failed)} gateways, keeping "
                 f"their last status until it is stale: {first}",
             )
@@ -500,18 +505,21 @@ class Inventory:
         )
 
     @staticmethod
-    def _condition(inventory: TargetInventory, topic: str, problem: str | None) -> None:
-        """Log a target's problem when it starts or changes, and once when it ends."""
+    def _condition(
+        inventory: TargetInventory, topic: str, condition: str | None, message: str = ""
+    ) -> None:
+        """Log a target's problem when it starts or its `condition` (an error code)
+        changes, and once when it ends (`condition` None); not on every refresh."""
         previous = inventory.conditions.get(topic)
-        if problem == previous:
+        if condition == previous:
             return
         fields = {"target": inventory.name, "region_id": inventory.region_id}
-        if problem is None:
+        if condition is None:
             del inventory.conditions[topic]
             log.info(f"{topic} recovered", extra={"fields": fields})
         else:
-            inventory.conditions[topic] = problem
-            log.warning(problem, extra={"fields": fields})
+            inventory.conditions[topic] = condition
+            log.warning(message, extra={"fields": {**fields, "code": condition}})
 
 
 def _identity(inventory: TargetInventory) -> tuple[object, ...]:

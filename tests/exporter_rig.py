@@ -65,6 +65,11 @@ def config(endpoint: str, targets: Sequence[Mapping[str, Any]], **sections: Any)
     return Config.model_validate(data)
 
 
+def configured(targets: Sequence[Mapping[str, Any]], **sections: Any) -> Callable[[str], Config]:
+    """`config` for the simulator's endpoint, once it is known."""
+    return lambda endpoint: config(endpoint, targets, **sections)
+
+
 @dataclass
 class Running:
     simulator: Simulator
