@@ -275,7 +275,7 @@ class Diagnoses:
         """Log a connection's diagnosis problem when it starts or changes, not every time."""
         slot = (name, connection_id)
         previous = self._conditions.get(slot)
-        condition = f"{code}:{problem}" if problem is not None else None
+        condition = code if problem is not None else None
         if condition == previous:
             return
         if condition is None:

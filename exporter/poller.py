@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from exporter.clock import Clock
 from exporter.diagnosis import Diagnosis
-from exporter.errors import ApiError, CloudError, InvalidResponse
+from exporter.errors import ApiError, CloudError, CredentialsError, InvalidResponse
 from exporter.fleet import Fleet
 from exporter.parser import ResponseShapeError, parse_diagnosis
 from exporter.self_metrics import SelfMetrics
@@ -77,7 +77,10 @@ class Poller:
         except ApiError as error:
             result = self._result(False, started, error.metric_code, str(error))
             record = with_failed_poll(self.fleet.get(key), result)
-            self._condition(key, error.metric_code, f"poll failed: {error}")
+            # A failing credentials profile is logged once for the profile
+            # (exporter.profiles), not once per gateway.
+            level = logging.DEBUG if isinstance(error, CredentialsError) else logging.WARNING
+            self._condition(key, error.metric_code, f"poll failed: {error}", level=level)
         else:
             result = self._result(True, started)
             record = with_diagnosis(self.fleet.get(key), diagnosis, result)

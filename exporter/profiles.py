@@ -11,6 +11,7 @@ targets it stops, instead of once per gateway, and exported as
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 from exporter.credentials import Credential, CredentialsProvider
@@ -18,6 +19,11 @@ from exporter.errors import CredentialsError
 from exporter.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
+
+_REQUEST_IDS = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+)
+"""Request IDs in a failure's text: the same failure again is not a new condition."""
 
 
 class MonitoredProvider:
@@ -38,7 +44,8 @@ class MonitoredProvider:
 
     @property
     def failure(self) -> str | None:
-        """Why the profile failed the last time it was needed (None: it worked)."""
+        """Why the profile failed the last time it was needed (None: it worked), request
+        IDs left out."""
         return self._failure
 
     async def get(self) -> Credential:
@@ -60,9 +67,10 @@ class MonitoredProvider:
 
     def _failed(self, reason: str) -> None:
         self._gauge.set(0)
-        if reason == self._failure:
+        condition = _REQUEST_IDS.sub("<request id>", reason)
+        if condition == self._failure:
             return
-        self._failure = reason
+        self._failure = condition
         log.error(
             "credentials profile failed: its targets cannot call the API until it recovers",
             extra={

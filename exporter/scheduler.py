@@ -158,7 +158,7 @@ class PollScheduler:
             plan.gateways = list(gateways)
             plan.keys = [GatewayKey(plan.name, plan.region_id, g) for g in plan.gateways]
         if effective_interval is not None:
-            plan.effective_interval = effective_interval
+            plan.effective_interval = float(effective_interval)
         if stale_after is not None:
             plan.stale_after = stale_after
         if jitter is not None:
