@@ -120,9 +120,7 @@ class Exporter:
         the HTTP client to keep and `previous` the inventory being replaced."""
         self.config = config
         built = (
-            self._given_providers
-            if self._given_providers is not None
-            else build_providers(config)
+            self._given_providers if self._given_providers is not None else build_providers(config)
         )
         self.providers: dict[str, CredentialsProvider] = {
             name: MonitoredProvider(
@@ -187,6 +185,7 @@ class Exporter:
                 timeout=api.timeout,
                 max_response_bytes=int(api.max_response_bytes),
                 account=self.config.account_of(profile),
+                sleep=self.clock.sleep,
             )
         return self.clients[key]
 
@@ -229,9 +228,7 @@ class Exporter:
         previous = {name: getattr(self, name) for name in _CONFIGURED}
         keep_http = _transport(config) == _transport(self.config)
         try:
-            self._assemble(
-                config, http=self.http if keep_http else None, previous=self.inventory
-            )
+            self._assemble(config, http=self.http if keep_http else None, previous=self.inventory)
         except BaseException:
             if not keep_http and self.http is not previous["http"]:
                 await self.http.aclose()
