@@ -133,6 +133,10 @@ def run(settings: FootprintSettings) -> Section:
     with simulator(settings.gateways, regions) as (_, sim_port):
         write_config(config, f"http://127.0.0.1:{sim_port}", by_region, LOAD_RATE_PER_REGION)
         ready = [start_to_ready(config) for _ in range(settings.ready_runs)]
+        small_config = workdir / "small.yml"
+        small = {region: ids[:1] for region, ids in list(by_region.items())[:2]}
+        write_config(small_config, f"http://127.0.0.1:{sim_port}", small, LOAD_RATE_PER_REGION)
+        ready_small = [start_to_ready(small_config) for _ in range(settings.ready_runs)]
         port = free_port()
         with Child("exporter-cli", exporter_argv(config, port)) as child:
             wait_for_port(port, 30, child)
@@ -151,6 +155,7 @@ def run(settings: FootprintSettings) -> Section:
             scraper.close()
             rss_scraped, peak = child.rss_bytes()
     polled = body.count(b"\naliyun_vpn_poll_success{")
+    samples = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
     mb = rss_scraped / 2**20
     per_thousand = mb / (settings.gateways / 1000)
     section.add(
@@ -181,11 +186,19 @@ def run(settings: FootprintSettings) -> Section:
             best_ready <= READY_TARGET,
         )
     )
+    section.add(
+        Row(
+            f"start to ready, 2 gateways configured, median of {len(ready_small)}",
+            ms(statistics.median(ready_small)),
+        )
+    )
     imports = [import_time() for _ in range(settings.import_runs)]
     section.add(Row(f"import exporter.run, best of {len(imports)}", ms(min(imports))))
     section.note(
         f"the exporter polled {settings.gateways:,} gateways in {loaded:.0f} s through a "
         f"simulator process ({LOAD_RATE_PER_REGION} per region budget for the load only); "
-        f"its /metrics then listed {polled:,} gateways with poll_success."
+        f"its /metrics then listed {polled:,} gateways with poll_success, {samples:,} samples "
+        f"in {len(body) / 2**20:.0f} MiB of text (the exporter keeps one copy of it: see "
+        "`exporter.cells`)."
     )
     return section

@@ -41,6 +41,7 @@ def quick_plan() -> dict[str, Callable[[], list[Section]]]:
         gateways=200,
         regions=2,
         scrapes=2,
+        gzip_scrapes=2,
         baseline_scrapes=1,
         burst=10,
         update_rounds=1,

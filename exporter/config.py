@@ -906,6 +906,8 @@ class _Loader(yaml.SafeLoader):
     """Safe YAML with `!env` and `!file`, refusing duplicate keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # `!!set 0`: PyYAML names the problem
+            return super().construct_mapping(node, deep=deep)
         seen: set[object] = set()
         for key_node, _ in node.value:
             if (
@@ -1075,8 +1077,13 @@ def _resolve_refs(
         path = path if path.is_absolute() else base_dir / path
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        except (OSError, ValueError) as error:  # ValueError: not UTF-8, or a NUL in the path
+            if isinstance(error, OSError):
+                reason = error.strerror
+            elif isinstance(error, UnicodeDecodeError):
+                reason = "not UTF-8 text"
+            else:
+                reason = "not a file path"
             problem = f"cannot read {path}: {reason} (!file, line {node.line})"
     else:
         return node
@@ -1084,6 +1091,38 @@ def _resolve_refs(
     problems.append((where, problem))
     failed.add(where)
     return node
+
+
+MAX_EXPANDED_VALUES = 1_000_000
+"""A bound on the values a config file may expand to: YAML aliases of aliases (a "billion
+laughs") would otherwise make a short file cost minutes and gigabytes to validate."""
+
+
+def expanded_size(node: object, limit: int) -> int:
+    """How many values `node` holds once its shared parts (YAML aliases) are repeated;
+    counting stops soon after `limit`. Each distinct object is measured once."""
+    sizes: dict[int, int] = {}
+
+    def size(value: object) -> int:
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        total = 1
+        children = (
+            [c for pair in value.items() for c in pair]
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, list)
+            else ()
+        )
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(value)] = total
+        return total
+
+    return size(node)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -1103,10 +1142,22 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise ConfigError([("", _yaml_problem(str(path), error))]) from None
+    except RecursionError:
+        raise ConfigError([("", f"{path}: not valid YAML (nested too deeply)")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([("", f"{path}: the config file must hold a mapping of sections")])
+    if expanded_size(data, MAX_EXPANDED_VALUES) > MAX_EXPANDED_VALUES:
+        raise ConfigError(
+            [
+                (
+                    "",
+                    f"{path}: the config expands to more than {MAX_EXPANDED_VALUES:,} values "
+                    "(YAML aliases repeating aliases?)",
+                )
+            ]
+        )
 
     overrides = _Overrides()
     overrides.apply(data, environ)

@@ -25,6 +25,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
 
+_HEAD_PIECE = 4096
+"""Bytes of a request head handed to h11 at a time (see `_GuardedH11Protocol`)."""
+
 
 class ListenAddressError(ValueError):
     """A `--*.listen-address` flag that is not `[host]:port`."""
@@ -92,7 +95,16 @@ class _GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._read_deadline is None and self.conn.their_state is h11.IDLE:
             self._arm_read()  # the first byte of another request on a kept-alive connection
-        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and len(data) > _HEAD_PIECE:
+            # h11 enforces its size limit only on an incomplete head: a whole head in one
+            # read (asyncio reads up to 256 KiB) would pass. Fed in pieces, a head longer
+            # than the limit is always seen incomplete first, and refused (400).
+            for start in range(0, len(data), _HEAD_PIECE):
+                if self.transport.is_closing():
+                    return
+                super().data_received(data[start : start + _HEAD_PIECE])
+        else:
+            super().data_received(data)
         if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
             self._disarm_read()
 

@@ -108,14 +108,22 @@ async def _send_all(
 
 
 def _coalesced(chunks: list[bytes], minimum: int) -> Iterator[bytes]:
-    """`chunks` in order, consecutive small ones joined until they reach `minimum` bytes."""
+    """`chunks` in order: runs of small ones joined until they reach `minimum` bytes, big
+    ones (a family's gzip segment) passed on as they are, never copied."""
     pending: list[bytes] = []
     size = 0
     for chunk in chunks:
+        if len(chunk) >= minimum:
+            if pending:
+                yield b"".join(pending)
+                pending.clear()
+                size = 0
+            yield chunk
+            continue
         pending.append(chunk)
         size += len(chunk)
         if size >= minimum:
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            yield b"".join(pending)
             pending.clear()
             size = 0
     if pending:

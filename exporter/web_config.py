@@ -64,6 +64,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exporter.config import MAX_EXPANDED_VALUES, expanded_size
 from exporter.listener import TlsSettings
 
 log = logging.getLogger(__name__)
@@ -367,6 +368,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """Safe YAML refusing duplicate keys (PyYAML would silently keep the last one)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # `!!set 0`: PyYAML names the problem
+            return super().construct_mapping(node, deep=deep)
         keys = [self.construct_object(key, deep=True) for key, _ in node.value]
         for index, key in enumerate(keys):
             if key in keys[:index]:
@@ -399,10 +402,14 @@ def load_web_config(path: str | Path) -> WebConfig:
         raise WebConfigError(
             source, [f"{where}not valid YAML ({getattr(error, 'problem', None) or 'syntax'})"]
         ) from None
+    except RecursionError:
+        raise WebConfigError(source, ["not valid YAML (nested too deeply)"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise WebConfigError(source, ["the file must hold a mapping"])
+    if expanded_size(data, MAX_EXPANDED_VALUES) > MAX_EXPANDED_VALUES:
+        raise WebConfigError(source, ["the file expands to too many values (YAML aliases?)"])
     try:
         return WebConfig.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as error:

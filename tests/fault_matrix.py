@@ -580,6 +580,11 @@ def _measure_row(
     else:
         simulator.clear()
     measured.recovery = _wait(healthy, 4 * interval)
+    if row.parse_errors:
+        readable = lambda: bool(  # noqa: E731
+            samples(scraper.text(), "aliyun_vpn_quota_used", vpn_gateway_id=VICTIM)
+        )
+        measured.recovery = _wait(readable, 4 * interval)
     if row.running:
         done = lambda: all(  # noqa: E731
             value == 0 for _, value in samples(scraper.text(), "aliyun_vpn_diagnose_running")
