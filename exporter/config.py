@@ -1073,12 +1073,16 @@ def _resolve_refs(
             return environ[node.name]
         problem = f"environment variable {node.name} is not set (!env, line {node.line})"
     elif isinstance(node, _FileRef):
-        path = Path(node.path).expanduser()
-        path = path if path.is_absolute() else base_dir / path
+        path = Path(node.path)
         try:
+            path = path.expanduser()
+            path = path if path.is_absolute() else base_dir / path
             return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, ValueError) as error:  # ValueError: not UTF-8, or a NUL in the path
-            if isinstance(error, OSError):
+        except (OSError, ValueError, RuntimeError) as error:
+            # ValueError: not UTF-8, or a NUL in the path; RuntimeError: `~nosuchuser/`
+            if isinstance(error, RuntimeError):
+                reason = "no such home directory"
+            elif isinstance(error, OSError):
                 reason = error.strerror
             elif isinstance(error, UnicodeDecodeError):
                 reason = "not UTF-8 text"

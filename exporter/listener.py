@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,16 +208,23 @@ class Listener:
             **options,
         )
         self._server = _Server(config)
+        self._bind_to = (host, port)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        """Bind the socket here, so a busy port is a plain `OSError` naming the address
+        (uvicorn would `sys.exit` from inside its task), then serve on it."""
+        host, port = self._bind_to
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.create_server((host, port), family=family, backlog=2048)
+        except OSError as error:
+            raise OSError(f"cannot listen on {self.address}: {error.strerror}") from None
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
-                # uvicorn logs the bind error and exits; say which address failed
-                with contextlib.suppress(SystemExit):
-                    self._task.result()
-                raise OSError(f"cannot listen on {self.address}")
+                self._task.result()
+                raise OSError(f"cannot serve on {self.address}")
             await asyncio.sleep(0.01)
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -124,3 +125,14 @@ def test_metrics_listener_requires_basic_auth_from_its_web_config(tmp_path: Path
         allowed = httpx.get(url, auth=("prometheus", "s3cret-pass"), timeout=2)
         assert allowed.status_code == 200
         assert "aliyun_vpn_build_info" in allowed.text
+
+
+def test_a_busy_port_is_a_clear_error_and_exit_code_1() -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = run_cli("--demo", f"--web.listen-address=127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

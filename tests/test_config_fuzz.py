@@ -8,6 +8,7 @@ replaced by anything, YAML tags and anchors, environment overrides of any key.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,16 @@ def test_alias_bombs_are_refused_without_being_expanded(depth: int) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config_text("\n".join(lines))
     assert "aliases" in str(refused.value)
+
+
+@pytest.mark.parametrize("path", ["~nosuchuser-fuzz/secret", "a\x00b", "/", "."])
+def test_unreadable_file_references_are_a_config_error(path: str) -> None:
+    text = dump(VALID).replace("access_key_secret: s", "access_key_secret: FILE-REF")
+    with pytest.raises(ConfigError) as refused:
+        load_config_text(text.replace("FILE-REF", f"!file {json.dumps(path)}"))
+    assert [where for where, _ in refused.value.errors] == [
+        "credentials.default.access_key_secret"
+    ]
 
 
 @pytest.mark.parametrize("depth", [50, 5000])

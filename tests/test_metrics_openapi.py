@@ -1,0 +1,121 @@
+"""schemathesis against the metrics listener: `/metrics`, `/healthz`, `/readyz`, `/` and
+`/-/reload`, as `tests/fixtures/metrics-listener.openapi.yaml` describes them.
+
+The real exporter serves them (behind basic auth, with response headers, the lifecycle
+endpoint on) against the simulator; schemathesis runs in another process with every check
+on, and no answer may be a 5xx or differ from the document (status, content type, headers).
+The admin listener has its own run in `test_admin_openapi.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from exporter.app import Exporter, ListenSettings
+from exporter.config import load_config
+from exporter.reload import Reloader
+from exporter.self_metrics import SelfMetrics
+from exporter.simulator import Scenario, Simulator, SimulatorServer
+from exporter.web_config import WebConfig
+from tests.admin_harness import PASSWORD, PASSWORD_HASH, USER
+from tests.fault_matrix import config_data, scenario_data
+
+DOCUMENT = Path(__file__).parent / "fixtures" / "metrics-listener.openapi.yaml"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The metrics listener's port; the exporter runs in a thread's event loop."""
+    directory = tmp_path_factory.mktemp("metrics-openapi")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="metrics-listener", daemon=True)
+    thread.start()
+    simulator = Simulator(Scenario.model_validate(scenario_data()), throttling=False)
+    server = SimulatorServer(simulator)
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+    config_file = directory / "config.yml"
+    config_file.write_text(yaml.safe_dump(config_data(server.url, "1h")))
+    metrics = SelfMetrics()
+    reloader = Reloader(lambda: load_config(config_file), metrics)
+    web = WebConfig.model_validate(
+        {
+            "basic_auth_users": {USER: PASSWORD_HASH},
+            "http_server_config": {"headers": {"X-Content-Type-Options": "nosniff"}},
+        }
+    )
+
+    async def start() -> Exporter:
+        exporter = Exporter(
+            load_config(config_file),
+            listen=ListenSettings(
+                address="127.0.0.1:0", web_config=web, lifecycle=reloader.endpoint("metrics")
+            ),
+            metrics=metrics,
+        )
+        reloader.bind(exporter)
+        await exporter.start()
+        return exporter
+
+    exporter = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    try:
+        yield exporter.listener.port
+    finally:
+        asyncio.run_coroutine_threadsafe(exporter.stop(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def test_the_document_describes_every_endpoint_the_listener_answers(served: int) -> None:
+    document = yaml.safe_load(DOCUMENT.read_text())
+    assert set(document["paths"]) == {"/metrics", "/healthz", "/readyz", "/", "/-/reload"}
+    auth = (USER, PASSWORD)
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            answer = httpx.request(method, f"http://127.0.0.1:{served}{path}", auth=auth)
+            assert str(answer.status_code) in operation["responses"], (method, path)
+    unknown = httpx.get(f"http://127.0.0.1:{served}/nothing-here", auth=auth)
+    assert unknown.status_code == 404
+
+
+def test_schemathesis_finds_no_server_error_nor_schema_violation(
+    served: int, tmp_path: Path
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        str(DOCUMENT),
+        "--url",
+        f"http://127.0.0.1:{served}",
+        "--auth",
+        f"{USER}:{PASSWORD}",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "60",
+        "--seed",
+        "20261122",
+        "--workers",
+        "1",
+        "--no-color",
+        "--suppress-health-check",
+        "too_slow",
+        "--generation-database",
+        "none",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
