@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import shutil
 import statistics
 import tempfile
 import time
@@ -101,6 +102,14 @@ def _measured_interval(calls: list[list[Any]], region: str) -> float | None:
 
 
 def run(settings: BudgetSettings) -> Section:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-budget-"))
+    try:
+        return _run(settings, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(settings: BudgetSettings, workdir: Path) -> Section:
     section = Section("5. budget adherence")
     s = settings
     scale = s.time_scale
@@ -113,7 +122,6 @@ def run(settings: BudgetSettings) -> Section:
     budget_calls = int(PUBLISHED_LIMIT * BUDGET_SHARE)
     window_seconds = 60.0 / scale
     rate = budget_calls / window_seconds  # calls per compressed second
-    workdir = Path(tempfile.mkdtemp(prefix="bench-budget-"))
     config = workdir / "config.yml"
     sim_argv = [
         "-m",

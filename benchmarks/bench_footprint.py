@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -125,10 +126,17 @@ def import_time() -> float:
 
 
 def run(settings: FootprintSettings) -> Section:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
+    try:
+        return _run(settings, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(settings: FootprintSettings, workdir: Path) -> Section:
     section = Section("6. footprint")
     regions = regions_of(settings.regions)
     by_region = generated_ids(settings.gateways, regions)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
     config = workdir / "config.yml"
     with simulator(settings.gateways, regions) as (_, sim_port):
         write_config(config, f"http://127.0.0.1:{sim_port}", by_region, LOAD_RATE_PER_REGION)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -281,5 +282,9 @@ def _digest(body: bytes) -> str:
 def run(settings: ScrapeSettings) -> tuple[Section, Section]:
     scrape = Section("2. scrape at scale")
     update = Section("3. update cost")
-    ScrapeBench(settings, scrape, update).run()
+    bench = ScrapeBench(settings, scrape, update)
+    try:
+        bench.run()
+    finally:
+        shutil.rmtree(bench.files, ignore_errors=True)
     return scrape, update

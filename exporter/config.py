@@ -1083,7 +1083,7 @@ def _resolve_refs(
             if isinstance(error, RuntimeError):
                 reason = "no such home directory"
             elif isinstance(error, OSError):
-                reason = error.strerror
+                reason = error.strerror or "cannot read"
             elif isinstance(error, UnicodeDecodeError):
                 reason = "not UTF-8 text"
             else:

@@ -73,7 +73,8 @@ class MetricsEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {name: value for name, value in scope.get("headers", [])}
         if scope.get("method") not in ("GET", "HEAD"):
-            await _send_all(send, 405, b"text/plain", [b"method not allowed\n"], [])
+            allow = [(b"allow", b"GET, HEAD")]
+            await _send_all(send, 405, b"text/plain", [b"method not allowed\n"], allow)
             return
         content_type, chunks = self.body(
             openmetrics=wants_openmetrics(headers.get(b"accept", b"").decode("latin-1")),

@@ -119,20 +119,28 @@ def simulator_thread(simulator: Simulator | None = None) -> Iterator[tuple[Simul
 @contextmanager
 def exporter_process(
     directory: Path,
-    document: Mapping[str, Any],
+    document: Mapping[str, Any] | str,
     *extra: str,
     admin: bool = False,
+    admin_web: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Iterator[Process]:
-    """`python -m exporter --config.file=…` (with the admin API on its own port when
-    `admin`), once both listeners accept connections; SIGTERM at exit if still running."""
-    config = write_yaml(directory / "config.yml", document)
+    """`python -m exporter --config.file=…` (a document, or YAML text as it is) with the
+    admin API on its own port when `admin` (its web config `admin_web`, by default the
+    admin tests' user), once both listeners accept connections; SIGTERM at exit."""
+    config = directory / "config.yml"
+    if isinstance(document, str):
+        config.write_text(document)
+    else:
+        write_yaml(config, document)
     port = free_port()
     args = [f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}", *extra]
     admin_port = None
     if admin:
         admin_port = free_port()
-        web = write_yaml(directory / "admin-web.yml", {"basic_auth_users": {USER: PASSWORD_HASH}})
+        web = write_yaml(
+            directory / "admin-web.yml", admin_web or {"basic_auth_users": {USER: PASSWORD_HASH}}
+        )
         args += [f"--admin.listen-address=127.0.0.1:{admin_port}", f"--admin.web.config.file={web}"]
     output = directory / "exporter.log"
     with output.open("wb") as sink:

@@ -61,8 +61,10 @@ SCALARS = (
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12) | st.integers(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=12) | st.integers(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 FUZZ = settings(
@@ -182,9 +184,7 @@ def test_unreadable_file_references_are_a_config_error(path: str) -> None:
     text = dump(VALID).replace("access_key_secret: s", "access_key_secret: FILE-REF")
     with pytest.raises(ConfigError) as refused:
         load_config_text(text.replace("FILE-REF", f"!file {json.dumps(path)}"))
-    assert [where for where, _ in refused.value.errors] == [
-        "credentials.default.access_key_secret"
-    ]
+    assert [where for where, _ in refused.value.errors] == ["credentials.default.access_key_secret"]
 
 
 @pytest.mark.parametrize("depth", [50, 5000])

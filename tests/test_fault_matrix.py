@@ -194,8 +194,7 @@ async def test_fault(row: Row, caplog: pytest.LogCaptureFixture) -> None:
         attempts = 2 * len(row.affected) * ((1 + MAX_RETRIES) if row.retried else 1)
         requests = total(during, "aliyun_vpn_api_requests_total", action=ACTION) - requests_before
         failures = (
-            total(during, "aliyun_vpn_api_request_failures_total", action=ACTION)
-            - failures_before
+            total(during, "aliyun_vpn_api_request_failures_total", action=ACTION) - failures_before
         )
         polls = 2 * len(GATEWAYS)
         if row.code is not None:

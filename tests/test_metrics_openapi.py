@@ -106,7 +106,7 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",
-        "60",
+        "25",
         "--seed",
         "20261122",
         "--workers",
