@@ -511,11 +511,12 @@ class Target(StrictModel):
     @field_validator("gateways")
     @classmethod
     def _listed_once(cls, gateways: tuple[str, ...]) -> tuple[str, ...]:
-        problems = [
-            ((index,), "listed twice")
-            for index, gateway in enumerate(gateways)
-            if gateway in gateways[:index]
-        ]
+        seen: set[str] = set()
+        problems: list[tuple[Loc, str]] = []
+        for index, gateway in enumerate(gateways):
+            if gateway in seen:
+                problems.append(((index,), "listed twice"))
+            seen.add(gateway)
         _raise_problems(problems)
         return gateways
 

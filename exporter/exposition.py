@@ -197,6 +197,7 @@ def escape_label_value(value: str) -> str:
 
 def format_value(value: float) -> str:
     """A sample value as Go's Prometheus client would print it."""
+    value = float(value)  # an int (a count) has no is_integer() on Python 3.11
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     if math.isnan(value):

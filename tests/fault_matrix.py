@@ -625,8 +625,10 @@ def markdown(results: Sequence[Measured], interval: float) -> str:
         f"5 gateways in 2 targets polled every {interval:g} s, `api.timeout` {TIMEOUT:g} s,",
         f"`api.max_retries` {MAX_RETRIES}, `/metrics` scraped every 50 ms through the fault",
         "(which lasts until it shows, then one more interval). **Target: p99 under 100 ms.**",
-        "Recovery is the time from clearing the fault until every gateway polls fine again",
-        f"(at most one interval, {interval:g} s, plus the poll itself).",
+        "Recovery is the time from clearing the fault until every gateway polls fine again:",
+        "the affected gateway's next poll, in the next cycle. Each cycle spreads a target's",
+        "gateways over the interval at a random phase, so that can be up to an interval plus",
+        f"one slot ({interval:g} s / gateways of the target), plus jitter and the poll itself.",
         "",
         f"Measured {now} on {platform.node() or 'this machine'} "
         f"({os.cpu_count()} CPUs, Python {platform.python_version()}).",

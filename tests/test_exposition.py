@@ -13,7 +13,13 @@ from exporter.diagnosis import (
     QuotaReading,
     UnknownReading,
 )
-from exporter.exposition import Exposition, escape_label_value, render_gateway, render_target
+from exporter.exposition import (
+    Exposition,
+    escape_label_value,
+    format_value,
+    render_gateway,
+    render_target,
+)
 from exporter.gzip_segments import gzip_member
 from exporter.state import GatewayKey, GatewayRecord, PollResult, with_diagnosis
 
@@ -195,3 +201,9 @@ def test_probe_with_unusable_values_exports_no_reachability() -> None:
     out = text(polled(GatewayRecord(KEY), diagnosis(items=(unusable,))))
     assert "aliyun_vpn_probe_reachable{" not in out
     assert 'item="VcoPrivateConnectivity",level="normal"} 1' in out
+
+
+def test_integer_values_are_formatted_like_floats() -> None:
+    assert format_value(3) == "3"
+    assert format_value(0.25) == "0.25"
+    assert format_value(float("nan")) == "NaN"
