@@ -58,6 +58,8 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Until the exporter runs, a SIGHUP (which would end the process) has nothing to reload.
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP during start-up ignored"))
     try:
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
         async with _config_for(args) as (config, load):
@@ -102,7 +104,6 @@ async def run(args: argparse.Namespace) -> int:
             try:
                 await stop.wait()
             finally:
-                loop.remove_signal_handler(signal.SIGHUP)
                 await _shut_down(exporter, admin, reloader)
     except ConfigError as error:
         log.error("invalid configuration", extra={"fields": {"errors": str(error)}})
@@ -110,6 +111,8 @@ async def run(args: argparse.Namespace) -> int:
     except (WebConfigError, AdminSetupError) as error:
         log.error("cannot start", extra={"fields": {"error": str(error)}})
         return 1
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
     return 0
 
 

@@ -84,6 +84,8 @@ class PollScheduler:
         self._last_cycle: dict[str, float] = {}
         self._started = False
         self._catch_ups: set[asyncio.Task[None]] = set()
+        self._cycle_tasks: set[asyncio.Task[object]] = set()
+        self._stopping = False
 
     def start(self) -> None:
         """Register the targets with the fleet and start polling at once."""
@@ -199,9 +201,10 @@ class PollScheduler:
     async def stop(self) -> None:
         """Stop scheduling and cancel polls in flight."""
         self._started = False
+        self._stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        tasks = [*self._in_flight.values(), *self._catch_ups]
+        tasks = [*self._in_flight.values(), *self._catch_ups, *self._cycle_tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -224,7 +227,24 @@ class PollScheduler:
         self.fleet.sweep(self.clock.time())
 
     async def run_cycle(self, plan: TargetPlan) -> None:
-        """Launch one poll per gateway of `plan`, evenly spaced over its interval."""
+        """Launch one poll per gateway of `plan`, evenly spaced over its interval.
+
+        `stop` cancels a cycle that is still spacing its launches; the cycle then ends
+        quietly instead of reporting the cancellation as a failed job.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            self._cycle_tasks.add(task)
+        try:
+            await self._launch_spaced(plan)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        finally:
+            if task is not None:
+                self._cycle_tasks.discard(task)
+
+    async def _launch_spaced(self, plan: TargetPlan) -> None:
         self._last_cycle[plan.name] = self.clock.monotonic()
         keys = plan.keys
         if not keys:

@@ -152,3 +152,23 @@ async def test_liveness_fails_when_cycles_stop_starting() -> None:
         assert "default/cn-hangzhou" in detail
     finally:
         await scheduler.stop()
+
+
+async def test_stop_during_a_cycle_ends_it_without_a_job_error() -> None:
+    clock = FakeClock()
+    source = RecordingSource(clock)
+    scheduler, plan = make(clock, source, gateways=3, interval=60.0)
+    plan.startup_spacing = 10.0
+    sleeping = asyncio.Event()
+
+    async def sleep_forever(seconds: float) -> None:
+        sleeping.set()
+        await asyncio.Event().wait()
+
+    clock.sleep = sleep_forever  # type: ignore[method-assign]
+    cycle = asyncio.create_task(scheduler.run_cycle(plan))
+    await sleeping.wait()
+    await scheduler.stop()
+    await cycle
+    assert cycle.exception() is None
+    assert [g for g, _ in source.calls] == ["vpn-0"]
