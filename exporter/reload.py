@@ -100,7 +100,9 @@ class Reloader:
             fields = {"trigger": trigger, "user": user, "remote_addr": remote_addr}
             log.info("reloading the configuration", extra={"fields": fields})
             try:
-                config = self._load()
+                # In a thread: parsing a file listing thousands of gateways takes long
+                # enough to hold up scrapes.
+                config = await asyncio.to_thread(self._load)
             except ConfigError as error:
                 return self._failed(fields, f"invalid configuration:\n{error}")
             if config.admin.enabled != exporter.config.admin.enabled:

@@ -24,6 +24,7 @@ from exporter.simulator.replies import ABORT_EXTENSION, JSON_MEDIA_TYPE
 DEFAULT_HUGE_BODY_BYTES = 50 * 1024 * 1024
 DEFAULT_DRIP_SECONDS = 1.0
 _CHUNK = 64 * 1024
+_READ_GRACE = 0.05
 
 
 def _start(status: int, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
@@ -53,6 +54,8 @@ class ResetMidBody(Response):
         await send(_start(200, [(b"content-length", length), *self._extra]))
         half = self._content[: len(self._content) // 2]
         await send({"type": "http.response.body", "body": half, "more_body": True})
+        # A reset discards what the client has not read yet: give it time to read the half.
+        await asyncio.sleep(_READ_GRACE)
         abort = scope.get("extensions", {}).get(ABORT_EXTENSION)
         if abort is not None and abort():
             await asyncio.sleep(0)  # let the server see the connection go first
