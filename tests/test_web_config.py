@@ -4,7 +4,6 @@ and authentication, checked over real HTTP(S) where users meet it."""
 from __future__ import annotations
 
 import base64
-import datetime
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -13,10 +12,6 @@ from pathlib import Path
 import bcrypt
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from starlette.types import Receive, Scope, Send
 
 from exporter.listener import Listener
@@ -28,6 +23,7 @@ from exporter.web_config import (
     load_web_config,
     secure_app,
 )
+from tests.pki import make_pki
 
 PASSWORD = "s3cret-password-never-shown"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -52,70 +48,16 @@ def load_error(path: Path) -> str:
 # --- certificates ----------------------------------------------------------------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None,
-    *,
-    ca: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    issuer_name, issuer_key = issuer or (_name(subject), key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(path: Path, certificate: x509.Certificate) -> Path:
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-def _key_pem(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA, a server certificate for localhost and a client certificate, as PEM files."""
-    directory = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("test CA", ca_key, ca=True)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    client_key = ec.generate_private_key(ec.SECP256R1())
+    made = make_pki(tmp_path_factory.mktemp("pki"))
     return {
-        "ca": _pem(directory / "ca.crt", ca),
-        "server_cert": _pem(
-            directory / "server.crt", _certificate("localhost", server_key, (ca.subject, ca_key))
-        ),
-        "server_key": _key_pem(directory / "server.key", server_key),
-        "client_cert": _pem(
-            directory / "client.crt", _certificate("client", client_key, (ca.subject, ca_key))
-        ),
-        "client_key": _key_pem(directory / "client.key", client_key),
+        "ca": made.ca,
+        "server_cert": made.server_cert,
+        "server_key": made.server_key,
+        "client_cert": made.client_cert,
+        "client_key": made.client_key,
     }
 
 
