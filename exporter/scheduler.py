@@ -33,6 +33,19 @@ from exporter.state import GatewayKey
 
 log = logging.getLogger(__name__)
 
+
+class _NotCancelled(logging.Filter):
+    """Drops APScheduler's "Job ... raised an exception" for a job cancelled because the
+    scheduler stopped (a shutdown or a reload): that is no error, and a traceback in the
+    log would say it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
+
+
+logging.getLogger("apscheduler.executors.default").addFilter(_NotCancelled())
+
 MISSING_GATEWAY_BACKOFF = 3600.0
 """A gateway that does not exist is retried hourly: it is a configuration problem."""
 SWEEP_INTERVAL = 1.0
