@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exporter.listing import PAGE_SIZE, Lookup, Page, all_pages, envelope, lookup, text
+from exporter.client import MAX_PAGE_SIZE
+from exporter.listing import Lookup, Page, all_pages, envelope, lookup, text
 
 ACTION = "DescribeVpnConnections"
 
@@ -35,7 +36,7 @@ class ConnectionSource(Protocol):
     async def describe_vpn_connections(
         self,
         page_number: int = 1,
-        page_size: int = PAGE_SIZE,
+        page_size: int = MAX_PAGE_SIZE,
         *,
         vpn_gateway_id: str | None = None,
         vpn_connection_id: str | None = None,
@@ -145,12 +146,14 @@ async def list_connections(
     one paginated listing per gateway, or the region's listing."""
 
     async def region_page(number: int) -> Page[VpnConnection]:
-        return parse_connections(await client.describe_vpn_connections(number, PAGE_SIZE))
+        return parse_connections(await client.describe_vpn_connections(number, MAX_PAGE_SIZE))
 
     async def each(gateway_id: str) -> list[VpnConnection]:
         async def page(number: int) -> Page[VpnConnection]:
             return parse_connections(
-                await client.describe_vpn_connections(number, PAGE_SIZE, vpn_gateway_id=gateway_id)
+                await client.describe_vpn_connections(
+                    number, MAX_PAGE_SIZE, vpn_gateway_id=gateway_id
+                )
             )
 
         return [c for c in await all_pages(page) if c.vpn_gateway_id == gateway_id]

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from exporter.client import MAX_PAGE_SIZE
 from exporter.config import DiscoverConfig
-from exporter.listing import PAGE_SIZE, Lookup, Page, all_pages, envelope, lookup, text
+from exporter.listing import Lookup, Page, all_pages, envelope, lookup, text
 from exporter.state import GatewayInfo
 
 ACTION = "DescribeVpnGateways"
@@ -29,7 +30,7 @@ class GatewaySource(Protocol):
     async def describe_vpn_gateways(
         self,
         page_number: int = 1,
-        page_size: int = PAGE_SIZE,
+        page_size: int = MAX_PAGE_SIZE,
         *,
         vpn_gateway_id: str | None = None,
         vpc_id: str | None = None,
@@ -112,7 +113,7 @@ async def discover(client: GatewaySource, settings: DiscoverConfig) -> list[Disc
             return parse_gateways(
                 await client.describe_vpn_gateways(
                     number,
-                    PAGE_SIZE,
+                    MAX_PAGE_SIZE,
                     vpc_id=vpc_id,
                     status=status,
                     resource_group_id=settings.resource_group_id,
@@ -131,7 +132,7 @@ async def describe(client: GatewaySource, gateway_ids: Sequence[str]) -> Lookup[
     a gateway the API does not know is found with an empty list."""
 
     async def region_page(number: int) -> Page[DiscoveredGateway]:
-        return parse_gateways(await client.describe_vpn_gateways(number, PAGE_SIZE))
+        return parse_gateways(await client.describe_vpn_gateways(number, MAX_PAGE_SIZE))
 
     async def each(gateway_id: str) -> list[DiscoveredGateway]:
         page = parse_gateways(await client.describe_vpn_gateways(1, 1, vpn_gateway_id=gateway_id))

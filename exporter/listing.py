@@ -16,10 +16,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from exporter.client import MAX_PAGE_SIZE
 from exporter.errors import ApiError, InvalidResponse
 
-PAGE_SIZE = 50
-"""The largest page both listings allow."""
 MAX_PAGES = 2000
 """A bound on one listing (100,000 resources), against an answer whose TotalCount lies."""
 LOOKUP_CONCURRENCY = 8
@@ -47,9 +46,9 @@ async def all_pages(fetch: FetchPage[T], first: Page[T] | None = None) -> list[T
     """
     page = first if first is not None else await fetch(1)
     items = list(page.items)
-    pages = min(math.ceil(page.total / PAGE_SIZE), MAX_PAGES)
+    pages = min(math.ceil(page.total / MAX_PAGE_SIZE), MAX_PAGES)
     number = 1
-    while number < pages and len(page.items) == PAGE_SIZE:
+    while number < pages and len(page.items) == MAX_PAGE_SIZE:
         number += 1
         page = await fetch(number)
         items.extend(page.items)
@@ -81,7 +80,7 @@ async def lookup(
     if len(wanted) > 1:
         try:
             first = await region_page(1)
-            pages = math.ceil(first.total / PAGE_SIZE)
+            pages = math.ceil(first.total / MAX_PAGE_SIZE)
             if pages - 1 <= len(wanted):
                 items = await all_pages(region_page, first)
                 grouped = group(items, key_of)

@@ -1,8 +1,12 @@
-"""Test doubles for time: a clock the test moves instead of sleeping."""
+"""Test doubles: a clock the test moves instead of sleeping, and a counting credential
+provider."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+
+from exporter.credentials import Credential
 
 
 class FakeClock:
@@ -29,3 +33,17 @@ class FakeClock:
         await asyncio.sleep(0)  # let tasks started before the sleep run at the old time
         self.advance(seconds)
         await asyncio.sleep(0)
+
+
+@dataclass
+class CountingCredentials:
+    """A provider that always returns the same credential and counts how often it is asked
+    (every signed attempt asks afresh)."""
+
+    credential: Credential
+    profile: str = "default"
+    calls: int = 0
+
+    async def get(self) -> Credential:
+        self.calls += 1
+        return self.credential

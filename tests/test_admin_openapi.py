@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import subprocess
-import sys
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ from tests.admin_harness import (
     routes_scenario,
     running_admin,
 )
+from tests.schemathesis_run import run_schemathesis
 
 EXAMPLE_CONNECTION = "vco-p0w2jpkhi2eeop6q6"
 """The connection the OpenAPI examples name; the fuzz scenario has it, so example-based
@@ -153,35 +152,14 @@ def must_be_refused(request: RecordedRequest) -> str | None:
 def test_schemathesis_finds_no_server_error_nor_schema_violation(
     served: AdminHarness, tmp_path: Path
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "run",
+    run_schemathesis(
         f"{base_url(served)}/api/v1/openapi.json",
-        "--auth",
-        f"{USER}:{PASSWORD}",
-        "--checks",
-        "all",
+        auth=(USER, PASSWORD),
+        max_examples=150,
+        workdir=tmp_path,
         # Valid per the schema is not always acceptable: 0.0.0.0/0 has the shape of a CIDR.
-        "--exclude-checks",
-        "positive_data_acceptance",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--max-examples",
-        "150",
-        "--seed",
-        "20261122",
-        "--workers",
-        "1",
-        "--no-color",
-        "--suppress-health-check",
-        "too_slow",
-        "--generation-database",
-        "none",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        extra=("--exclude-checks", "positive_data_acceptance"),
+    )
     creates = [r for r in served.simulator.requests if r.action == "CreateVcoRouteEntry"]
     assert creates, "the run never got a route through to the cloud"
     refusable = [(reason, r.params) for r in creates if (reason := must_be_refused(r))]

@@ -40,7 +40,7 @@ from exporter.simulator import (
     SimulatorServer,
     demo_scenario,
 )
-from tests.fakes import FakeClock
+from tests.fakes import CountingCredentials, FakeClock
 
 ACTION = "GetVpnGatewayDiagnoseResult"
 SECRET = "s3cr3t-never-logged"
@@ -158,17 +158,6 @@ async def api() -> AsyncIterator[FaultServer]:
     await asyncio.gather(*server.tasks, return_exceptions=True)
 
 
-@dataclass
-class StaticCredentials:
-    credential: Credential
-    profile: str = "default"
-    calls: int = 0
-
-    async def get(self) -> Credential:
-        self.calls += 1
-        return self.credential
-
-
 class NoCredentials:
     profile = "default"
 
@@ -209,7 +198,7 @@ def make_client(
             **overrides,
         }
         credentials = settings.pop(
-            "credentials", StaticCredentials(Credential("AKID", SECRET, TOKEN))
+            "credentials", CountingCredentials(Credential("AKID", SECRET, TOKEN))
         )
         return VpcClient(settings.pop("http", http), credentials, "cn-hangzhou", **settings)
 
@@ -559,7 +548,7 @@ async def test_every_attempt_is_freshly_signed_and_counted(
     make_client: Callable[..., VpcClient],
     metrics: SelfMetrics,
 ) -> None:
-    credentials = StaticCredentials(Credential("AKID", SECRET))
+    credentials = CountingCredentials(Credential("AKID", SECRET))
     api.script(cloud_error(503, "ServiceUnavailable"), cloud_error(400, "Throttling.User"))
 
     await make_client(credentials=credentials).call(ACTION, {"VpnGatewayId": "vpn-1"})
@@ -801,7 +790,7 @@ def sim_client(
     def make(**overrides: Any) -> VpcClient:
         settings: dict[str, Any] = {
             "endpoint": simulator.url,
-            "credentials": StaticCredentials(
+            "credentials": CountingCredentials(
                 Credential(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)
             ),
             "budgets": RateBudgets(clock=clock.monotonic, sleep=clock.sleep),
@@ -846,7 +835,7 @@ async def test_an_sts_credential_is_accepted(
     simulator: SimulatorServer, sim_client: Callable[..., VpcClient]
 ) -> None:
     simulator.simulator.add_key_pair("STS.id", "sts-secret", security_token="sts-token")
-    credentials = StaticCredentials(Credential("STS.id", "sts-secret", "sts-token"))
+    credentials = CountingCredentials(Credential("STS.id", "sts-secret", "sts-token"))
 
     result = await sim_client(credentials=credentials).describe_vpn_gateways(tags={"env": "demo"})
 
@@ -856,7 +845,7 @@ async def test_an_sts_credential_is_accepted(
 async def test_a_wrong_secret_is_signature_does_not_match_and_not_retried(
     simulator: SimulatorServer, sim_client: Callable[..., VpcClient], metrics: SelfMetrics
 ) -> None:
-    credentials = StaticCredentials(Credential(DEMO_ACCESS_KEY_ID, "wrong"))
+    credentials = CountingCredentials(Credential(DEMO_ACCESS_KEY_ID, "wrong"))
 
     with pytest.raises(CloudError) as caught:
         await sim_client(credentials=credentials).describe_vpn_gateways()

@@ -10,8 +10,6 @@ The admin listener has its own run in `test_admin_openapi.py`.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from exporter.simulator import Scenario, Simulator, SimulatorServer
 from exporter.web_config import WebConfig
 from tests.admin_harness import PASSWORD, PASSWORD_HASH, USER
 from tests.fault_matrix import config_data, scenario_data
+from tests.schemathesis_run import run_schemathesis
 
 DOCUMENT = Path(__file__).parent / "fixtures" / "metrics-listener.openapi.yaml"
 
@@ -91,31 +90,10 @@ def test_the_document_describes_every_endpoint_the_listener_answers(served: int)
 def test_schemathesis_finds_no_server_error_nor_schema_violation(
     served: int, tmp_path: Path
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "run",
+    run_schemathesis(
         str(DOCUMENT),
-        "--url",
-        f"http://127.0.0.1:{served}",
-        "--auth",
-        f"{USER}:{PASSWORD}",
-        "--checks",
-        "all",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--max-examples",
-        "25",
-        "--seed",
-        "20261122",
-        "--workers",
-        "1",
-        "--no-color",
-        "--suppress-health-check",
-        "too_slow",
-        "--generation-database",
-        "none",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        auth=(USER, PASSWORD),
+        max_examples=25,
+        workdir=tmp_path,
+        extra=("--url", f"http://127.0.0.1:{served}"),
+    )

@@ -24,21 +24,9 @@ from exporter.errors import CredentialsError
 from exporter.ratelimit import RateBudgets
 from exporter.self_metrics import SelfMetrics
 from exporter.signing import EMPTY_BODY_SHA256, parse_v3_authorization
+from tests.fakes import CountingCredentials
 
 REFERENCE_SIGNATURE = "243059edf27a8ed389ec8e49bdc421862f12a8f1b42dcf38c24cbd395a670ec6"
-
-
-@dataclass
-class StaticCredentials:
-    """A provider that always returns the same credential and counts how often it is asked."""
-
-    credential: Credential
-    profile: str = "test"
-    calls: int = 0
-
-    async def get(self) -> Credential:
-        self.calls += 1
-        return self.credential
 
 
 class FailingCredentials:
@@ -121,7 +109,7 @@ async def test_reference_vector_of_facts_is_reproduced() -> None:
         "POST", "https://vpc.aliyuncs.com/?RegionId=cn-hangzhou&VpnGatewayId=vpn-123"
     )
     auth = AcsV3Auth(
-        StaticCredentials(Credential("testid", "testsecret")),
+        CountingCredentials(Credential("testid", "testsecret")),
         "GetVpnGatewayDiagnoseResult",
         clock=lambda: 1704067200.0,
         nonce=lambda: "abc123",
@@ -140,7 +128,7 @@ async def test_reference_vector_of_facts_is_reproduced() -> None:
 
 
 async def test_sts_token_is_sent_and_signed() -> None:
-    credentials = StaticCredentials(Credential("id", "secret", security_token="tok+en/="))
+    credentials = CountingCredentials(Credential("id", "secret", security_token="tok+en/="))
     auth = AcsV3Auth(credentials, "DescribeVpnGateways")
 
     request = await signed(auth, httpx.Request("POST", "https://vpc.aliyuncs.com/?RegionId=x"))
@@ -152,7 +140,7 @@ async def test_sts_token_is_sent_and_signed() -> None:
 
 
 async def test_every_request_gets_its_own_nonce_date_and_credential() -> None:
-    credentials = StaticCredentials(Credential("id", "secret"))
+    credentials = CountingCredentials(Credential("id", "secret"))
     times = iter([1704067200.0, 1704067201.0])
     auth = AcsV3Auth(credentials, "DescribeVpnGateways", clock=lambda: next(times))
     url = "https://vpc.aliyuncs.com/?RegionId=x"
@@ -174,7 +162,7 @@ async def test_a_failing_credentials_source_is_a_credentials_error_naming_the_pr
 
 
 def test_a_sync_client_is_refused() -> None:
-    auth = AcsV3Auth(StaticCredentials(Credential("id", "secret")), "DescribeVpnGateways")
+    auth = AcsV3Auth(CountingCredentials(Credential("id", "secret")), "DescribeVpnGateways")
 
     with httpx.Client() as client, pytest.raises(RuntimeError, match="AsyncClient"):
         client.post("http://127.0.0.1:9/", auth=auth)
@@ -183,7 +171,7 @@ def test_a_sync_client_is_refused() -> None:
 async def test_every_host_x_acs_and_content_type_header_on_the_wire_is_signed(
     capture: CaptureServer, http: httpx.AsyncClient
 ) -> None:
-    credentials = StaticCredentials(Credential("id", "secret", security_token="token"))
+    credentials = CountingCredentials(Credential("id", "secret", security_token="token"))
     client = VpcClient(http, credentials, "cn-hangzhou", endpoint=capture.url)
 
     await client.call("DescribeVpnGateways", {"PageSize": "50"})
@@ -238,7 +226,7 @@ async def test_authorization_is_byte_identical_to_the_official_sdk(
     secret: str,
     token: str | None,
 ) -> None:
-    credentials = StaticCredentials(Credential(access_key_id, secret, security_token=token))
+    credentials = CountingCredentials(Credential(access_key_id, secret, security_token=token))
     client = VpcClient(
         http,
         credentials,
