@@ -5,7 +5,7 @@
 `python -m benchmarks.baseline_server --exposition FILE`
 
 The series come from the exporter's own plain-text exposition (FILE): one `Gauge` per
-per-gateway family (`exporter.exposition.FAMILIES`; the exporter's few self-metrics are
+per-gateway family (`exporter.exposition.render.FAMILIES`; the exporter's few self-metrics are
 rendered by this same library in both servers and are left out), with the family's HELP
 text and label names in the exporter's order, one child per series set to the same
 value. The parent checks afterwards that both servers expose the same set of series with
@@ -24,7 +24,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from benchmarks.procs import announce, own_memory
-from exporter.exposition import FAMILIES
+from exporter.exposition.render import FAMILIES
 
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 

@@ -207,6 +207,6 @@ def _run(settings: FootprintSettings, workdir: Path) -> Section:
         f"simulator process ({LOAD_RATE_PER_REGION} per region budget for the load only); "
         f"its /metrics then listed {polled:,} gateways with poll_success, {samples:,} samples "
         f"in {len(body) / 2**20:.0f} MiB of text (the exporter keeps one copy of it: see "
-        "`exporter.cells`)."
+        "`exporter.exposition.cells`)."
     )
     return section

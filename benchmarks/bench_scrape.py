@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks.procs import Child
 from benchmarks.report import Row, Section, ms, ratio
 from benchmarks.scraping import FORMATS, Scraper, Timing, gunzip_single_member, series
-from exporter.exposition import FAMILIES
+from exporter.exposition.render import FAMILIES
 
 FASTER_TARGET = 1 / 20
 LIMIT_TARGET = 1.5

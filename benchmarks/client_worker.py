@@ -36,9 +36,9 @@ def diagnosed_gateways(gateways: int) -> list[str]:
 
 
 async def ours(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
-    from exporter.client import VpcClient, make_http_client
-    from exporter.credentials import Credential, StaticCredentialsProvider
-    from exporter.ratelimit import RateBudgets
+    from exporter.cloud.client import VpcClient, make_http_client
+    from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+    from exporter.cloud.ratelimit import RateBudgets
 
     http = make_http_client()
     client = VpcClient(

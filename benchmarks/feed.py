@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from exporter.errors import CloudError
+from exporter.cloud.errors import CloudError
 from exporter.simulator import Simulator, generated_scenario
 from exporter.simulator.call import Call
 from exporter.simulator.diagnose import get_vpn_gateway_diagnose_result

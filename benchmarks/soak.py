@@ -105,9 +105,9 @@ def child(argv: Sequence[str]) -> int:
     """`python -m benchmarks.soak child REPORT EXPORTER-ARGS...`: the exporter as its
     command line runs it, plus a line `{"time", "tasks"}` appended to REPORT every second."""
     from exporter.cli import build_parser
+    from exporter.collect.sharding import UNSHARDED
     from exporter.logs import setup_logging
     from exporter.run import run
-    from exporter.sharding import UNSHARDED
 
     report, *rest = argv
     args = build_parser().parse_args(rest)

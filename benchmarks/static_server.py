@@ -4,7 +4,7 @@ server stack (the product's `Listener`: uvicorn with the exporter's settings).
 `python -m benchmarks.static_server --plain F --openmetrics F --gzip F`
 
 Each file is read into memory once and sent with the headers the exporter sends, chosen
-by the same content negotiation (`exporter.web.wants_openmetrics`/`wants_gzip`), in
+by the same content negotiation (`exporter.web.metrics_app.wants_openmetrics`/`wants_gzip`), in
 chunks of `--chunk-bytes` (1 MiB by default: of the sizes tried, from 32 KiB to the whole
 file at once, the fastest for uvicorn here). Nothing is rendered, joined or compressed per
 request: no exporter can serve these bytes faster on this stack, which is what "limit"
@@ -21,8 +21,8 @@ from pathlib import Path
 from starlette.types import Receive, Scope, Send
 
 from benchmarks.procs import announce
-from exporter.listener import Listener
-from exporter.web import (
+from exporter.web.listener import Listener
+from exporter.web.metrics_app import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     wants_gzip,

@@ -17,25 +17,25 @@ from dataclasses import dataclass
 import httpx
 from starlette.types import ASGIApp
 
-from exporter.client import VpcClient, make_http_client
 from exporter.clock import Clock, SystemClock
-from exporter.config import Config
-from exporter.credentials import CredentialsProvider, build_providers
-from exporter.diagnoses import Diagnoses
-from exporter.exposition import Exposition
-from exporter.fleet import Fleet
-from exporter.inventory import Inventory
-from exporter.listener import Listener
-from exporter.poller import Poller
-from exporter.profiles import MonitoredProvider
-from exporter.ratelimit import RateBudgets
-from exporter.retry import RetryPolicy
-from exporter.scheduler import PollScheduler
-from exporter.self_metrics import SelfMetrics
-from exporter.sharding import UNSHARDED, Shard
-from exporter.status_page import render_status_page
-from exporter.web import MetricsEndpoint, build_metrics_app
-from exporter.web_config import WebConfig, secure_app
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import CredentialsProvider, build_providers
+from exporter.cloud.profiles import MonitoredProvider
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy
+from exporter.collect.inventory import Inventory
+from exporter.collect.poller import Poller
+from exporter.collect.scheduled_diagnoses import Diagnoses
+from exporter.collect.scheduler import PollScheduler
+from exporter.collect.sharding import UNSHARDED, Shard
+from exporter.config.model import Config
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.render import Exposition
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.listener import Listener
+from exporter.web.metrics_app import MetricsEndpoint, build_metrics_app
+from exporter.web.status_page import render_status_page
+from exporter.web.web_config import WebConfig, secure_app
 
 log = logging.getLogger(__name__)
 

@@ -107,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
 
-    from exporter.config import check_config
-    from exporter.sharding import ShardError, shard_from_flags
+    from exporter.collect.sharding import ShardError, shard_from_flags
+    from exporter.config.loader import check_config
 
     try:
         args.sharding = shard_from_flags(args.shard, args.total_shards)

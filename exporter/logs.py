@@ -4,7 +4,7 @@ The exporter logs through the standard library (`logging.getLogger(__name__)`), 
 `setup_logging` gives the root logger one handler in the style of the Prometheus
 exporters, so the lines sit well next to theirs in Loki or `kubectl logs`:
 
-    ts=2026-01-02T03:04:05.678Z level=warn logger=exporter.poller msg="poll failed" code=Throttling
+    ts=2026-01-02T03:04:05.678Z level=warn logger=exporter.collect.poller msg="poll failed"
 
 or, with `--log.format=json`, one object per line with the same keys.
 

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter.clock import Clock, SystemClock
-from exporter.config import Config, ConfigError
-from exporter.self_metrics import SelfMetrics
+from exporter.config.model import Config
+from exporter.config.values import ConfigError
+from exporter.telemetry.self_metrics import SelfMetrics
 
 if TYPE_CHECKING:
     from exporter.admin.server import AdminServer

@@ -21,11 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from exporter.admin.server import AdminServer, AdminSetupError, load_admin_web_config
 from exporter.admin.settings import AdminSettings
 from exporter.app import Exporter, ListenSettings
-from exporter.config import Config, ConfigError, load_config
+from exporter.collect.sharding import UNSHARDED
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.config.values import ConfigError
 from exporter.reload import Reloader
-from exporter.self_metrics import SelfMetrics
-from exporter.sharding import UNSHARDED
-from exporter.web_config import WebConfigError, load_web_config
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.web_config import WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 

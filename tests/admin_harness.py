@@ -22,17 +22,17 @@ import bcrypt
 import httpx
 
 from exporter.admin import AdminServer, AdminSettings
-from exporter.client import VpcClient, make_http_client
 from exporter.clock import Clock
-from exporter.config import Config
-from exporter.credentials import Credential, StaticCredentialsProvider
-from exporter.ratelimit import RateBudgets
-from exporter.retry import RetryPolicy
-from exporter.self_metrics import SelfMetrics
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy
+from exporter.config.model import Config
 from exporter.simulator import Simulator, SimulatorServer
 from exporter.simulator.journal import RecordedRequest
 from exporter.simulator.scenario import Scenario
-from exporter.web_config import WebConfig
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.web_config import WebConfig
 
 KEY_ID = "admin-test-key"
 KEY_SECRET = "admin-test-secret-never-logged"

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from exporter.app import Exporter, ListenSettings
 from exporter.demo import demo_config, running_demo_simulator
-from exporter.self_metrics import SelfMetrics
+from exporter.telemetry.self_metrics import SelfMetrics
 
 STARTUP_BOUND = 20.0
 """A generous bound on start-up: proves a process answers at all, not how fast."""

@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 
 from exporter.app import Exporter, ListenSettings
-from exporter.config import Config
-from exporter.self_metrics import SelfMetrics
-from exporter.sharding import UNSHARDED, Shard
+from exporter.collect.sharding import UNSHARDED, Shard
+from exporter.config.model import Config
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
@@ -28,6 +27,7 @@ from exporter.simulator import (
     SimulatorServer,
 )
 from exporter.simulator.scenario import parse_scenario
+from exporter.telemetry.self_metrics import SelfMetrics
 
 DEMO_KEYS = {
     "source": "access_key",

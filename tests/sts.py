@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from exporter.signing import v1_signature
+from exporter.cloud.signing import v1_signature
 
 
 @dataclass(frozen=True)

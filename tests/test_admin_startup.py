@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from exporter.admin import AdminServer, AdminSetupError, load_admin_web_config
-from exporter.self_metrics import SelfMetrics
-from exporter.web_config import WebConfig, WebConfigError
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.web_config import WebConfig, WebConfigError
 from tests.admin_harness import PASSWORD_HASH, USER, admin_config
 
 ENDPOINT = "http://127.0.0.1:1"

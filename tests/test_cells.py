@@ -6,9 +6,9 @@ import gzip
 import random
 import zlib
 
-from exporter.cells import FamilyText
-from exporter.exposition import FAMILIES, Exposition
-from exporter.gzip_segments import CrcTree, crc32_combine, gzip_member, py_crc32_combine
+from exporter.exposition.cells import FamilyText
+from exporter.exposition.gzip_segments import CrcTree, crc32_combine, gzip_member, py_crc32_combine
+from exporter.exposition.render import FAMILIES, Exposition
 
 HEADER = b"# HELP m x\n# TYPE m gauge\n"
 

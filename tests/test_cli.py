@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from exporter import __version__
-from exporter.client import VpcClient, make_http_client
-from exporter.credentials import Credential, StaticCredentialsProvider
-from exporter.errors import CloudError
-from exporter.retry import RetryPolicy
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.errors import CloudError
+from exporter.cloud.retry import RetryPolicy
 from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 from tests.demo_harness import STARTUP_BOUND, cli_process, free_port
 

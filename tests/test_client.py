@@ -26,12 +26,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exporter.client import VpcClient, endpoint_url, make_http_client
-from exporter.credentials import Credential
-from exporter.errors import ApiTimeout, CloudError, CredentialsError, InvalidResponse, NetworkError
-from exporter.ratelimit import RateBudgets
-from exporter.retry import RetryPolicy, parse_retry_after
-from exporter.self_metrics import SelfMetrics
+from exporter.cloud.client import VpcClient, endpoint_url, make_http_client
+from exporter.cloud.credentials import Credential
+from exporter.cloud.errors import (
+    ApiTimeout,
+    CloudError,
+    CredentialsError,
+    InvalidResponse,
+    NetworkError,
+)
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy, parse_retry_after
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
@@ -40,6 +45,7 @@ from exporter.simulator import (
     SimulatorServer,
     demo_scenario,
 )
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import CountingCredentials, FakeClock
 
 ACTION = "GetVpnGatewayDiagnoseResult"

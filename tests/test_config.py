@@ -16,18 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic_core import PydanticCustomError
 
-from exporter.config import (
-    AccessKeyProfile,
-    Config,
-    ConfigError,
-    DefaultProfile,
-    RamRoleArnProfile,
-    Rate,
-    check_config,
-    format_duration,
-    load_config,
-    parse_duration,
-)
+from exporter.config.loader import check_config, load_config
+from exporter.config.model import AccessKeyProfile, Config, DefaultProfile, RamRoleArnProfile
+from exporter.config.values import ConfigError, Rate, format_duration, parse_duration
 
 MINIMAL = """
 targets:

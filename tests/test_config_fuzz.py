@@ -18,7 +18,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import Config, ConfigError, load_config
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.config.values import ConfigError
 
 VALID: dict[str, Any] = {
     "credentials": {

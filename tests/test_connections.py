@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from exporter.connections import IPSEC_STATUSES, Tunnel, VpnConnection, parse_connections
-from exporter.errors import InvalidResponse
-from exporter.exposition import render_gateway
+from exporter.cloud.connection_listing import parse_connections
+from exporter.cloud.errors import InvalidResponse
+from exporter.exposition.records import GatewayKey, GatewayRecord
+from exporter.exposition.render import render_gateway
+from exporter.model.connection import IPSEC_STATUSES, Tunnel, VpnConnection
 from exporter.simulator import Fault, Simulator, demo_scenario, generated_scenario
-from exporter.state import GatewayKey, GatewayRecord
 from tests.exporter_rig import (
     config,
     configured,

@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from exporter.config import Config, load_config
-from exporter.credentials import (
+from exporter.cloud.credentials import (
     ChainCredentialsProvider,
     Credential,
     StaticCredentialsProvider,
     build_providers,
 )
-from exporter.errors import CredentialsError
+from exporter.cloud.errors import CredentialsError
+from exporter.config.loader import load_config
+from exporter.config.model import Config
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "Base-S3cr3t-Value"
@@ -106,8 +107,8 @@ def test_access_key_only_config_never_imports_the_official_library(tmp_path: Pat
     script = textwrap.dedent(
         """
         import sys
-        from exporter.config import Config
-        from exporter.credentials import build_providers
+        from exporter.config.model import Config
+        from exporter.cloud.credentials import build_providers
 
         config = Config.model_validate({
             "credentials": {"k": {"source": "access_key", "access_key_id": "a",

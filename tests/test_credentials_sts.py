@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
-from exporter.config import Config, ConfigError, load_config
-from exporter.credentials import Credential, build_providers
-from exporter.errors import CredentialsError
+from exporter.cloud.credentials import Credential, build_providers
+from exporter.cloud.errors import CredentialsError
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.config.values import ConfigError
 from exporter.simulator import Simulator, demo_scenario
 from tests.exporter_rig import DEMO_KEYS, configured, polled_once, running
 from tests.sts import Issued, StsServer, TestPki
@@ -258,7 +260,7 @@ async def test_a_wrong_oidc_token_fails_the_profile_with_the_sts_answer(
 async def test_a_failing_profile_fails_only_its_targets_and_says_why_once(
     trusted: TestPki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="exporter.profiles")
+    caplog.set_level(logging.INFO, logger="exporter.cloud.profiles")
     refusal = (
         403,
         {"Code": "NoPermission", "Message": "You are not authorized to do this action."},

@@ -18,18 +18,20 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.client import VpcClient, make_http_client
-from exporter.config import Config, ConfigError, load_config
-from exporter.credentials import Credential, StaticCredentialsProvider
-from exporter.diagnoses import Diagnoses
-from exporter.errors import CloudError
-from exporter.exposition import Exposition
-from exporter.fleet import Fleet
-from exporter.inventory import Inventory
-from exporter.poller import Poller
-from exporter.ratelimit import RateBudgets
-from exporter.retry import RetryPolicy
-from exporter.self_metrics import SelfMetrics
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.errors import CloudError
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy
+from exporter.collect.inventory import Inventory
+from exporter.collect.poller import Poller
+from exporter.collect.scheduled_diagnoses import Diagnoses
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.config.values import ConfigError
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.records import GatewayKey
+from exporter.exposition.render import Exposition
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
@@ -37,7 +39,7 @@ from exporter.simulator import (
     Simulator,
     SimulatorServer,
 )
-from exporter.state import GatewayKey
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.exporter_rig import config, configured, running, samples, scenario, until
 from tests.fakes import FakeClock
 
@@ -238,7 +240,7 @@ async def test_a_diagnosis_that_cannot_start_is_counted_under_its_code_and_logge
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig.simulator.faults.add(Fault.error("Forbidden.RAM", status=403, action="DiagnoseVpnGateway"))
-    caplog.set_level(logging.WARNING, logger="exporter.diagnoses")
+    caplog.set_level(logging.WARNING, logger="exporter.collect.scheduled_diagnoses")
 
     await rig.diagnose("vco-twoa")
     await rig.diagnose("vco-twoa")
@@ -330,7 +332,7 @@ async def cycle_rig(connections: int) -> tuple[Diagnoses, RecordingRunner, FakeC
         settings, client_for=lambda *_: runner, budgets=RateBudgets(), fleet=fleet, clock=clock
     )
     target = inventory.targets[TARGET]
-    from exporter.connections import VpnConnection
+    from exporter.model.connection import VpnConnection
 
     target.connections[GATEWAY] = tuple(
         VpnConnection(f"vco-c{i}", GATEWAY, f"c{i}", None, None, None, None, None, None)
@@ -396,7 +398,7 @@ def test_diagnoses_share_the_budget_with_polls_and_stretch_when_it_is_short() ->
         clock=FakeClock(),
     )
     target = inventory.targets[TARGET]
-    from exporter.connections import VpnConnection
+    from exporter.model.connection import VpnConnection
 
     # 6,000 connections an hour want 100 starts a minute; the budget gives 48.
     target.connections[GATEWAY] = tuple(

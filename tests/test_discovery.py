@@ -11,13 +11,16 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.client import VpcClient, make_http_client
-from exporter.config import ConfigError, DiscoverConfig, load_config, tag_label_name
-from exporter.credentials import Credential, StaticCredentialsProvider
-from exporter.discovery import describe, discover, parse_gateways
-from exporter.errors import InvalidResponse
-from exporter.ratelimit import RateBudgets
-from exporter.retry import RetryPolicy
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.errors import InvalidResponse
+from exporter.cloud.gateway_listing import describe, discover, parse_gateways
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy
+from exporter.config.loader import load_config
+from exporter.config.model import DiscoverConfig
+from exporter.config.values import ConfigError
+from exporter.model.gateway import tag_label_name
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
@@ -289,7 +292,7 @@ async def test_a_failed_discovery_keeps_the_gateways_found_before(
     async with running(simulator, discovering) as run:
         await refreshed(run)
         simulator.faults.add(Fault.error("ServiceUnavailable", status=503, action=ACTION))
-        caplog.set_level(logging.WARNING, logger="exporter.inventory")
+        caplog.set_level(logging.WARNING, logger="exporter.collect.inventory")
 
         for _ in range(2):
             await run.exporter.inventory.refresh_gateways("default/cn-hangzhou")
@@ -355,7 +358,7 @@ async def test_listed_gateways_get_their_info_without_discovery() -> None:
 async def test_a_listed_gateway_the_api_does_not_know_is_named_in_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="exporter.inventory")
+    caplog.set_level(logging.WARNING, logger="exporter.collect.inventory")
 
     def make(endpoint: str) -> Any:
         return config(endpoint, [{"region_id": "cn-hangzhou", "gateways": ["vpn-nosuchgw"]}])

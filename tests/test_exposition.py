@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import gzip
 
-from exporter.diagnosis import (
+from exporter.exposition.gzip_segments import gzip_member
+from exporter.exposition.records import GatewayKey, GatewayRecord, PollResult, with_diagnosis
+from exporter.exposition.render import (
+    Exposition,
+    escape_label_value,
+    format_value,
+    render_gateway,
+    render_target,
+)
+from exporter.model.diagnosis import (
     ConsistencyReading,
     DiagnoseItem,
     Diagnosis,
@@ -13,15 +22,6 @@ from exporter.diagnosis import (
     QuotaReading,
     UnknownReading,
 )
-from exporter.exposition import (
-    Exposition,
-    escape_label_value,
-    format_value,
-    render_gateway,
-    render_target,
-)
-from exporter.gzip_segments import gzip_member
-from exporter.state import GatewayKey, GatewayRecord, PollResult, with_diagnosis
 
 KEY = GatewayKey("default/cn-hangzhou", "cn-hangzhou", "vpn-a")
 BASE = 'target="default/cn-hangzhou",region_id="cn-hangzhou",vpn_gateway_id="vpn-a"'

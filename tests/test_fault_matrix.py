@@ -29,9 +29,9 @@ import httpx
 import pytest
 
 from exporter.app import Exporter, ListenSettings
-from exporter.config import Config
-from exporter.self_metrics import SelfMetrics
+from exporter.config.model import Config
 from exporter.simulator import ManualClock, Scenario, Simulator, SimulatorServer
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import FakeClock
 from tests.fault_matrix import (
     ACTION,

@@ -26,10 +26,10 @@ from starlette.types import Receive, Scope, Send
 
 from exporter.admin import AdminServer
 from exporter.app import Exporter, ListenSettings
-from exporter.listener import Limits, Listener
-from exporter.self_metrics import SelfMetrics
 from exporter.simulator import Simulator, SimulatorServer
-from exporter.web_config import WebConfig, load_web_config, secure_app
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.listener import Limits, Listener
+from exporter.web.web_config import WebConfig, load_web_config, secure_app
 from tests.admin_harness import PASSWORD, PASSWORD_HASH, USER, admin_config, routes_scenario
 from tests.pki import Pki, make_pki
 

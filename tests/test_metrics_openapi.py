@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from exporter.app import Exporter, ListenSettings
-from exporter.config import load_config
+from exporter.config.loader import load_config
 from exporter.reload import Reloader
-from exporter.self_metrics import SelfMetrics
 from exporter.simulator import Scenario, Simulator, SimulatorServer
-from exporter.web_config import WebConfig
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.web_config import WebConfig
 from tests.admin_harness import PASSWORD, PASSWORD_HASH, USER
 from tests.fault_matrix import config_data, scenario_data
 from tests.schemathesis_run import run_schemathesis

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.diagnosis import (
+from exporter.model.diagnosis import (
     CONSISTENCY_ITEM,
     PROBE_ITEMS,
     QUOTA_ITEMS,
@@ -29,7 +29,7 @@ from exporter.diagnosis import (
     RouteConflictReading,
     UnknownReading,
 )
-from exporter.parser import ResponseShapeError, parse_description, parse_diagnosis
+from exporter.model.parser import ResponseShapeError, parse_description, parse_diagnosis
 
 SAMPLE = Path(__file__).parent / "fixtures" / "get_vpn_gateway_diagnose_result.sample.json"
 PUBLIC_PROBE = "VcoUserInternetIpConnectivity"

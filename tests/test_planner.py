@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter, ListenSettings
-from exporter.config import Config
-from exporter.exposition import Exposition
-from exporter.fleet import Fleet
-from exporter.planner import Demand, effective_intervals
-from exporter.poller import Poller
-from exporter.scheduler import PollScheduler, TargetPlan
-from exporter.self_metrics import SelfMetrics
+from exporter.collect.planner import Demand, effective_intervals
+from exporter.collect.poller import Poller
+from exporter.collect.scheduler import PollScheduler, TargetPlan
+from exporter.config.model import Config
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.render import Exposition
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.exporter_rig import DEMO_KEYS, samples
 from tests.fakes import FakeClock
 
@@ -204,7 +204,7 @@ class Recording:
 
     async def get_vpn_gateway_diagnose_result(self, **params: Any) -> dict[str, Any]:
         self.calls.append((params["vpn_gateway_id"], self.clock.monotonic()))
-        from exporter.errors import CloudError
+        from exporter.cloud.errors import CloudError
 
         raise CloudError(RESULT, "none", status=404, code="InvalidVpnGatewayId.NotFound")
 

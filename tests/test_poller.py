@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from exporter.client import VpcClient, make_http_client
-from exporter.credentials import Credential, StaticCredentialsProvider
-from exporter.exposition import Exposition
-from exporter.fleet import Fleet
-from exporter.poller import Poller
-from exporter.ratelimit import RateBudgets
-from exporter.retry import RetryPolicy
-from exporter.self_metrics import SelfMetrics
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy
+from exporter.collect.poller import Poller
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.records import GatewayKey
+from exporter.exposition.render import Exposition
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
@@ -31,7 +31,7 @@ from exporter.simulator import (
     SimulatorServer,
     demo_scenario,
 )
-from exporter.state import GatewayKey
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import FakeClock
 
 ACTION = "GetVpnGatewayDiagnoseResult"
@@ -280,13 +280,13 @@ async def test_failure_is_logged_once_per_incident_and_recovery_once(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     fault = rig.simulator.faults.add(Fault.error("InternalError", status=500, action=ACTION))
-    with caplog.at_level(logging.INFO, logger="exporter.poller"):
+    with caplog.at_level(logging.INFO, logger="exporter.collect.poller"):
         for _ in range(3):
             await rig.poll("vpn-hz1healthy")
         rig.simulator.faults.remove(fault.id)
         await rig.poll("vpn-hz1healthy")
         await rig.poll("vpn-hz1healthy")
-    messages = [r.getMessage() for r in caplog.records if r.name == "exporter.poller"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "exporter.collect.poller"]
     assert len([m for m in messages if m.startswith("poll failed")]) == 1
     assert messages.count("poll recovered") == 1
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz1healthy") == 1

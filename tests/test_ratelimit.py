@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from exporter.ratelimit import MIN_FACTOR, RateBudget, RateBudgets
+from exporter.cloud.ratelimit import MIN_FACTOR, RateBudget, RateBudgets
 
 
 class VirtualTime:

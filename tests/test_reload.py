@@ -22,11 +22,12 @@ import pytest
 import yaml
 
 from exporter.app import Exporter, ListenSettings
-from exporter.config import Config, load_config
+from exporter.config.loader import load_config
+from exporter.config.model import Config
 from exporter.reload import Reloader
-from exporter.self_metrics import SelfMetrics
 from exporter.simulator import Fault, ManualClock, Scenario, Simulator, SimulatorServer
-from exporter.web_config import WebConfig
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.web_config import WebConfig
 from tests.admin_harness import CONNECTION, PASSWORD, PASSWORD_HASH, ROUTE, USER, basic_auth
 from tests.fakes import FakeClock
 from tests.fault_matrix import (

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from exporter.exposition import Exposition
-from exporter.fleet import Fleet
-from exporter.poller import Poller
-from exporter.scheduler import PollScheduler, TargetPlan, effective_interval
-from exporter.self_metrics import SelfMetrics
+from exporter.collect.poller import Poller
+from exporter.collect.scheduler import PollScheduler, TargetPlan, effective_interval
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.render import Exposition
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import FakeClock
 
 
@@ -31,7 +31,7 @@ class RecordingSource:
         self.calls.append((vpn_gateway_id, self.clock.monotonic()))
         if self.hold is not None:
             await self.hold.wait()
-        from exporter.errors import CloudError
+        from exporter.cloud.errors import CloudError
 
         raise CloudError(
             "GetVpnGatewayDiagnoseResult",

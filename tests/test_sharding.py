@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 
 from exporter.app import Exporter, ListenSettings
 from exporter.cli import build_parser, main
-from exporter.config import Config
-from exporter.self_metrics import SelfMetrics
-from exporter.sharding import Shard, ShardError, ordinal_of, shard_from_flags, stable_hash
+from exporter.collect.sharding import Shard, ShardError, ordinal_of, shard_from_flags, stable_hash
+from exporter.config.model import Config
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
@@ -26,6 +25,7 @@ from exporter.simulator import (
     SimulatorServer,
     generated_scenario,
 )
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.required_tools import REPO, find, module
 
 GATEWAY_IDS = st.from_regex(r"vpn-[a-z0-9]{1,24}", fullmatch=True)
@@ -39,7 +39,10 @@ def test_hash_is_64_bit_fnv1a_of_the_utf8_id() -> None:
 
 
 def test_hash_is_the_same_in_another_process() -> None:
-    script = "from exporter.sharding import stable_hash; print(stable_hash('vpn-bp1example0001'))"
+    script = (
+        "from exporter.collect.sharding import stable_hash; "
+        "print(stable_hash('vpn-bp1example0001'))"
+    )
     other = subprocess.run(
         ["python", "-c", script], capture_output=True, text=True, check=True, cwd=REPO
     )

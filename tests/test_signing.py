@@ -1,4 +1,4 @@
-"""The V3 signer (`exporter.auth`): the FACTS reference vector, and byte-identical
+"""The V3 signer (`exporter.cloud.signer`): the FACTS reference vector, and byte-identical
 `Authorization` to the official SDK for whatever requests the client puts on the wire."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from darabonba.request import DaraRequest  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.auth import AcsV3Auth
-from exporter.client import VpcClient, make_http_client
-from exporter.credentials import Credential
-from exporter.errors import CredentialsError
-from exporter.ratelimit import RateBudgets
-from exporter.self_metrics import SelfMetrics
-from exporter.signing import EMPTY_BODY_SHA256, parse_v3_authorization
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import Credential
+from exporter.cloud.errors import CredentialsError
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.signer import AcsV3Auth
+from exporter.cloud.signing import EMPTY_BODY_SHA256, parse_v3_authorization
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import CountingCredentials
 
 REFERENCE_SIGNATURE = "243059edf27a8ed389ec8e49bdc421862f12a8f1b42dcf38c24cbd395a670ec6"

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from exporter.client import VpcClient, make_http_client
-from exporter.credentials import Credential, StaticCredentialsProvider
-from exporter.errors import CloudError
-from exporter.ratelimit import RateBudgets
-from exporter.retry import RetryPolicy
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.errors import CloudError
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy
 from exporter.simulator import Fault, ManualClock, Simulator, SimulatorServer
 from tests.admin_harness import (
     ATTACHING_CONNECTION,

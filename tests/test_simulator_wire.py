@@ -1,6 +1,6 @@
 """The simulator's wire protocol: signatures verified, tampering rejected, over real HTTP.
 
-Requests are signed with `exporter.signing` (which the official SDK's own tests vouch
+Requests are signed with `exporter.cloud.signing` (which the official SDK's own tests vouch
 for) and then tampered with. `SignedClient` and the `served` fixture are shared with the
 other simulator tests.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter import signing
+from exporter.cloud import signing
 from exporter.simulator import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from exporter.listener import Listener
-from exporter.web_config import (
+from exporter.web.listener import Listener
+from exporter.web.web_config import (
     AuthFailure,
     Principal,
     WebConfig,
@@ -348,7 +348,7 @@ async def test_protected_listener_answers_401_with_a_challenge_and_counts_it(
     protected: tuple[str, list[AuthFailure]], caplog: pytest.LogCaptureFixture
 ) -> None:
     url, failures = protected
-    with caplog.at_level(logging.WARNING, logger="exporter.web_config"):
+    with caplog.at_level(logging.WARNING, logger="exporter.web.web_config"):
         async with httpx.AsyncClient() as http:
             response = await http.get(url, headers={"Authorization": basic("alice", "guess")})
     assert response.status_code == 401

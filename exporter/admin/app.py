@@ -53,7 +53,7 @@ from exporter.admin.validation import (
     REGION_ID_PATTERN,
     RouteRequest,
 )
-from exporter.config import AdminConfig
+from exporter.config.model import AdminConfig
 
 ROUTES = "/api/v1/vpn-connections/{vpn_connection_id}/routes"
 

@@ -13,7 +13,7 @@ import logging
 import re
 from typing import Any
 
-from exporter.self_metrics import SelfMetrics
+from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger("exporter.admin.audit")
 

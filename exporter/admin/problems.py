@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from exporter.errors import AUTH_CODES, ApiError, ApiTimeout, CloudError, CredentialsError
+from exporter.cloud.errors import AUTH_CODES, ApiError, ApiTimeout, CloudError, CredentialsError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:aliyun-vpn-exporter:problem:"

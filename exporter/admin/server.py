@@ -21,12 +21,12 @@ from exporter.admin.auth import AdminGate
 from exporter.admin.idempotency import IdempotencyStore
 from exporter.admin.service import RouteService
 from exporter.admin.settings import AdminSettings
-from exporter.client import VpcClient
 from exporter.clock import Clock, SystemClock
-from exporter.config import Config
-from exporter.listener import Listener, parse_listen_address
-from exporter.self_metrics import SelfMetrics
-from exporter.web_config import ResponseHeaders, WebConfig, load_web_config
+from exporter.cloud.client import VpcClient
+from exporter.config.model import Config
+from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.listener import Listener, parse_listen_address
+from exporter.web.web_config import ResponseHeaders, WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def load_admin_web_config(config: Config, path: str | Path | None) -> WebConfig 
 
     None when the admin API is disabled (a given file is still validated). Raises
     `AdminSetupError` when it is enabled without a file or without authentication, and
-    `exporter.web_config.WebConfigError` when the file is invalid.
+    `exporter.web.web_config.WebConfigError` when the file is invalid.
     """
     web_config = None if path is None else load_web_config(path)
     if not config.admin.enabled:

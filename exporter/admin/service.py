@@ -33,9 +33,9 @@ from exporter.admin.problems import (
 )
 from exporter.admin.settings import AdminSettings
 from exporter.admin.validation import RouteRequest
-from exporter.client import MAX_PAGE_SIZE, VpcClient
 from exporter.clock import Clock
-from exporter.errors import ApiError, CloudError, InvalidResponse
+from exporter.cloud.client import MAX_PAGE_SIZE, VpcClient
+from exporter.cloud.errors import ApiError, CloudError, InvalidResponse
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Signature verification: V3 (`ACS3-HMAC-SHA256`, the SDK default) and V1 (`HMAC-SHA1`).
 
-Canonicalisation is `exporter.signing`'s, shared with the exporter's client; the official
+Canonicalisation is `exporter.cloud.signing`'s, shared with the exporter's client; the official
 SDK judges both in the tests. The query is form-decoded, then re-encoded per RFC 3986 by
 `signing.canonical_query`, because the SDK's async transport may re-normalise the query
 on the wire (`+` for space, `%2F` as `/`) after signing.
@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exporter import signing
+from exporter.cloud import signing
 from exporter.simulator.clock import Clock, parse_api_time
 from exporter.simulator.replies import ErrorReply
 from exporter.simulator.scenario import KeyPair

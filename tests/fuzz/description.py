@@ -17,7 +17,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from exporter.diagnosis import (
+    from exporter.model.diagnosis import (
         CONSISTENCY_ITEM,
         PROBE_ITEMS,
         QUOTA_ITEMS,
@@ -25,7 +25,7 @@ with atheris.instrument_imports():
         ProbeReading,
         Reading,
     )
-    from exporter.parser import parse_description
+    from exporter.model.parser import parse_description
 
 ITEMS = [*sorted(QUOTA_ITEMS | PROBE_ITEMS | {CONSISTENCY_ITEM, ROUTE_CONFLICT_ITEM}), "Future"]
 

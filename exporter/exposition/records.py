@@ -1,7 +1,7 @@
 """What the exporter knows about each gateway: immutable records and how polls change them.
 
 A `GatewayRecord` is never mutated: every poll outcome produces a new record, which the
-fleet (`exporter.fleet`) swaps in and hands to the exposition to re-render that one
+fleet (`exporter.exposition.fleet`) swaps in and hands to the exposition to re-render that one
 gateway. The rules of DESIGN's failure semantics live here, as pure functions of the old
 record, the outcome and the time, so tests can check them without a server or a clock.
 """
@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from exporter.connections import VpnConnection
-from exporter.diagnosis import Diagnosis
+from exporter.model.connection import VpnConnection
+from exporter.model.diagnosis import Diagnosis
+from exporter.model.gateway import GatewayInfo
 
 EMPTY_CONNECTIONS: Mapping[str, ConnectionDiagnosis] = MappingProxyType({})
 
@@ -25,17 +26,6 @@ class GatewayKey:
     target: str
     region_id: str
     vpn_gateway_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayInfo:
-    """Descriptive fields from DescribeVpnGateways (`aliyun_vpn_gateway_info`)."""
-
-    name: str
-    vpc_id: str
-    spec: str
-    status: str
-    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.config import MAX_EXPANDED_VALUES, expanded_size
-from exporter.listener import TlsSettings
+from exporter.config.loader import MAX_EXPANDED_VALUES, expanded_size
+from exporter.web.listener import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ class WebConfig(_Strict):
         return bool(self.basic_auth_users or self._bearer_tokens)
 
     def tls_settings(self) -> TlsSettings | None:
-        """What `exporter.listener.Listener` needs to serve HTTPS; None for plain HTTP."""
+        """What `exporter.web.listener.Listener` needs to serve HTTPS; None for plain HTTP."""
         return None if self.tls_server_config is None else self.tls_server_config.settings()
 
     def authenticator(self, realm: str = DEFAULT_REALM) -> Authenticator:

@@ -22,9 +22,8 @@ from httpx_aiohttp import AiohttpTransport
 from prometheus_client import Counter, Histogram
 
 from exporter import __version__
-from exporter.auth import AcsV3Auth
-from exporter.credentials import CredentialsProvider
-from exporter.errors import (
+from exporter.cloud.credentials import CredentialsProvider
+from exporter.cloud.errors import (
     AUTH_CODES,
     THROTTLING_CODES,
     ApiError,
@@ -34,10 +33,11 @@ from exporter.errors import (
     InvalidResponse,
     NetworkError,
 )
-from exporter.ratelimit import RateBudget, RateBudgets
-from exporter.retry import RETRY_AFTER_HEADER, RetryPolicy, parse_retry_after
-from exporter.self_metrics import SelfMetrics
-from exporter.signing import canonical_query
+from exporter.cloud.ratelimit import RateBudget, RateBudgets
+from exporter.cloud.retry import RETRY_AFTER_HEADER, RetryPolicy, parse_retry_after
+from exporter.cloud.signer import AcsV3Auth
+from exporter.cloud.signing import canonical_query
+from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class VpcClient:
     Every HTTP attempt waits for a slot of the (account, region, action) budget (the
     account defaults to the profile's name), is signed afresh, is counted in the
     self-metrics and must finish within `timeout`. Failures raise
-    the `exporter.errors` types; transient ones are retried first per `retry`.
+    the `exporter.cloud.errors` types; transient ones are retried first per `retry`.
     """
 
     def __init__(

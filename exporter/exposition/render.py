@@ -3,7 +3,8 @@
 Every gateway (and every target, for its interval gauges) owns one text fragment per
 family. A poll re-renders only that gateway's fragments; within each family only the cell
 of ~16-32 KB holding a changed fragment is re-joined and re-compressed for gzip (see
-`exporter.cells`), at once, so a scrape concatenates cached bytes even right after a burst
+`exporter.exposition.cells`), at once, so a scrape concatenates cached bytes even right after
+a burst
 of polls. Gauge lines are identical in the Prometheus text format and OpenMetrics, so
 one cache serves both.
 """
@@ -14,10 +15,11 @@ import math
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 
-from exporter.cells import FamilyText
-from exporter.config import tag_label_name
-from exporter.connections import IPSEC_STATUSES, VpnConnection
-from exporter.diagnosis import (
+from exporter.exposition.cells import FamilyText
+from exporter.exposition.gzip_segments import Segment
+from exporter.exposition.records import GatewayRecord
+from exporter.model.connection import IPSEC_STATUSES, VpnConnection
+from exporter.model.diagnosis import (
     ConsistencyReading,
     Diagnosis,
     Level,
@@ -25,8 +27,7 @@ from exporter.diagnosis import (
     QuotaReading,
     RouteConflictReading,
 )
-from exporter.gzip_segments import Segment
-from exporter.state import GatewayRecord
+from exporter.model.gateway import tag_label_name
 
 SCHEDULE_NOTE = "Refreshed on the exporter's own poll schedule, not per scrape."
 
@@ -388,7 +389,8 @@ OWNERS_PER_CELL = {
     CONNECTION_IPSEC_STATUS.name: 32,
     TUNNEL_IPSEC_STATUS.name: 32,
 }
-"""Owners per cell (see `exporter.cells`), so that a cell holds some 16-32 KB at scale: an
+"""Owners per cell (see `exporter.exposition.cells`), so that a cell holds some 16-32 KB at
+scale: an
 owner has ~4 KB of item status lines, ~0.5-1 KB of quota, probe or status-set lines and
 one ~150-byte line in the other families (128 owners a cell). Smaller cells make updates
 cheaper and gzip larger."""
@@ -399,7 +401,7 @@ class Exposition:
     """Cached exposition of every owner's fragments, family by family.
 
     Owners get slots in the order they first appear (a removed owner's slot is reused);
-    the text of each family is kept in cells of consecutive slots (`exporter.cells`).
+    the text of each family is kept in cells of consecutive slots (`exporter.exposition.cells`).
     """
 
     def __init__(self) -> None:

@@ -71,7 +71,7 @@ class ApiError(Exception):
 class CloudError(ApiError):
     """The API answered with its error body (`Code`, `Message`, `RequestId`).
 
-    Its metric label comes from `exporter.client.failure_code`, which keeps the label set
+    Its metric label comes from `exporter.cloud.client.failure_code`, which keeps the label set
     bounded to documented codes.
     """
 

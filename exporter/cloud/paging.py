@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from exporter.client import MAX_PAGE_SIZE
-from exporter.errors import ApiError, InvalidResponse
+from exporter.cloud.client import MAX_PAGE_SIZE
+from exporter.cloud.errors import ApiError, InvalidResponse
 
 MAX_PAGES = 2000
 """A bound on one listing (100,000 resources), against an answer whose TotalCount lies."""

@@ -45,7 +45,7 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
-    """What uvicorn needs to serve TLS (see `exporter.web_config`)."""
+    """What uvicorn needs to serve TLS (see `exporter.web.web_config`)."""
 
     certfile: str
     keyfile: str

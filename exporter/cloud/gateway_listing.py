@@ -4,7 +4,7 @@ A target's `discover` section becomes one paginated DescribeVpnGateways listing 
 (the API filters by one VPC, one status, one resource group and up to 20 tags at a time);
 several statuses are filtered here, after listing. Gateways the target lists by ID but
 discovery does not return are looked up too, for their `aliyun_vpn_gateway_info`, by
-whichever is cheaper: one call per ID or the region's listing (see `exporter.listing`).
+whichever is cheaper: one call per ID or the region's listing (see `exporter.cloud.paging`).
 
 Everything the API returns is read into typed values here; nothing past this module
 handles DescribeVpnGateways' JSON.
@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exporter.client import MAX_PAGE_SIZE
-from exporter.config import DiscoverConfig
-from exporter.listing import Lookup, Page, all_pages, envelope, lookup, text
-from exporter.state import GatewayInfo
+from exporter.cloud.client import MAX_PAGE_SIZE
+from exporter.cloud.paging import Lookup, Page, all_pages, envelope, lookup, text
+from exporter.config.model import DiscoverConfig
+from exporter.model.gateway import GatewayInfo
 
 ACTION = "DescribeVpnGateways"
 

@@ -10,11 +10,11 @@ Per target, two scheduled refreshes keep it current:
 - `connections:<target>` (DescribeVpnConnections), every poll interval of the target:
   the status of every connection of its gateways, also at once when gateways were added.
 
-Only this shard's gateways are kept (`exporter.sharding`). A gateway another target lists
+Only this shard's gateways are kept (`exporter.collect.sharding`). A gateway another target lists
 by ID is left to that target, not discovered twice.
 
 The pace: every target's poll cycle and scheduled diagnoses want calls of the (account,
-region) budgets they share; `exporter.planner` stretches them together when the budget is
+region) budgets they share; `exporter.collect.planner` stretches them together when the budget is
 short. It is planned again whenever the number of gateways or connections changes.
 """
 
@@ -29,23 +29,23 @@ from typing import Any, Protocol
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from exporter import connections as connection_listing
-from exporter import discovery
-from exporter.client import failure_code
 from exporter.clock import Clock
-from exporter.config import Config, Target
-from exporter.connections import ConnectionSource, VpnConnection, list_connections
-from exporter.discovery import DiscoveredGateway, GatewaySource, describe, discover
-from exporter.errors import ApiError
-from exporter.exposition import render_inventory
-from exporter.fleet import Fleet
-from exporter.planner import Demand, effective_intervals
-from exporter.poller import ACTION as RESULT_ACTION
-from exporter.poller import DiagnosisSource
-from exporter.ratelimit import RateBudgets
-from exporter.scheduler import PollScheduler, TargetPlan
-from exporter.sharding import UNSHARDED, Shard
-from exporter.state import GatewayKey, with_info, with_vpn_connections
+from exporter.cloud import connection_listing, gateway_listing
+from exporter.cloud.client import failure_code
+from exporter.cloud.connection_listing import ConnectionSource, list_connections
+from exporter.cloud.errors import ApiError
+from exporter.cloud.gateway_listing import DiscoveredGateway, GatewaySource, describe, discover
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.collect.planner import Demand, effective_intervals
+from exporter.collect.poller import ACTION as RESULT_ACTION
+from exporter.collect.poller import DiagnosisSource
+from exporter.collect.scheduler import PollScheduler, TargetPlan
+from exporter.collect.sharding import UNSHARDED, Shard
+from exporter.config.model import Config, Target
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.records import GatewayKey, with_info, with_vpn_connections
+from exporter.exposition.render import render_inventory
+from exporter.model.connection import VpnConnection
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ class Inventory:
                 + unknown,
             )
         inventory.described = described
-        self._listing(inventory, discovery.ACTION, success, now)
+        self._listing(inventory, gateway_listing.ACTION, success, now)
         added = False
         if discovered != inventory.discovered:
             before = set(inventory.gateways)

@@ -18,7 +18,12 @@ import zlib
 from array import array
 from collections.abc import Iterator
 
-from exporter.gzip_segments import CrcTree, Segment, compress_segment, crc32_combine
+from exporter.exposition.gzip_segments import (
+    CrcTree,
+    Segment,
+    compress_segment,
+    crc32_combine,
+)
 
 EMPTY_SEGMENT = Segment(b"", 0, 0)
 _LEVEL = 1

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from html import escape
 
 from exporter import __version__
-from exporter.diagnosis import Level
-from exporter.state import GatewayRecord
+from exporter.exposition.records import GatewayRecord
+from exporter.model.diagnosis import Level
 
 ITEM_TITLES = {
     "VpnRouteQuota": "route quota",

@@ -13,12 +13,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from exporter.clock import Clock
-from exporter.diagnosis import Diagnosis
-from exporter.errors import ApiError, CloudError, CredentialsError, InvalidResponse
-from exporter.fleet import Fleet
-from exporter.parser import ResponseShapeError, parse_diagnosis
-from exporter.self_metrics import SelfMetrics
-from exporter.state import (
+from exporter.cloud.errors import ApiError, CloudError, CredentialsError, InvalidResponse
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.records import (
     GatewayKey,
     GatewayRecord,
     PollResult,
@@ -27,6 +24,9 @@ from exporter.state import (
     with_failed_poll,
     without_diagnosis,
 )
+from exporter.model.diagnosis import Diagnosis
+from exporter.model.parser import ResponseShapeError, parse_diagnosis
+from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Poller:
             result = self._result(False, started, error.metric_code, str(error))
             record = with_failed_poll(self.fleet.get(key), result)
             # A failing credentials profile is logged once for the profile
-            # (exporter.profiles), not once per gateway.
+            # (exporter.cloud.profiles), not once per gateway.
             level = logging.DEBUG if isinstance(error, CredentialsError) else logging.WARNING
             self._condition(key, error.metric_code, f"poll failed: {error}", level=level)
         else:

@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.diagnosis import (
+from exporter.model.diagnosis import (
     CONSISTENCY_ITEM,
     PROBE_ITEMS,
     QUOTA_ITEMS,

@@ -27,9 +27,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
-from exporter.fleet import Fleet
-from exporter.poller import NO_SUCH_GATEWAY, DiagnosisSource, Poller
-from exporter.state import GatewayKey
+from exporter.collect.poller import NO_SUCH_GATEWAY, DiagnosisSource, Poller
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.records import GatewayKey
 
 log = logging.getLogger(__name__)
 

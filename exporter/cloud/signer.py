@@ -14,9 +14,9 @@ from collections.abc import AsyncGenerator, Callable, Generator
 
 import httpx
 
-from exporter.credentials import Credential, CredentialsProvider
-from exporter.errors import CredentialsError
-from exporter.signing import EMPTY_BODY_SHA256, v3_authorization, v3_signature
+from exporter.cloud.credentials import Credential, CredentialsProvider
+from exporter.cloud.errors import CredentialsError
+from exporter.cloud.signing import EMPTY_BODY_SHA256, v3_authorization, v3_signature
 
 API_VERSION = "2016-04-28"
 """The VPC API's version, sent in `x-acs-version`."""

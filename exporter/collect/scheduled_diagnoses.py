@@ -12,7 +12,7 @@ connection; the gateway's poll series stay the polls' own.
 
 The latest-result poll of each gateway goes on as before, so a diagnosis someone starts
 in the console is still picked up. The interval is stretched with the polls when the
-budgets are short (`exporter.inventory`), and every call takes its slot of the account's
+budgets are short (`exporter.collect.inventory`), and every call takes its slot of the account's
 and region's budget like any other.
 
 Counters: `aliyun_vpn_diagnoses_started_total`, `_finished_total`, `_timed_out_total` and
@@ -31,19 +31,19 @@ from typing import Any, Protocol
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from exporter.client import failure_code
 from exporter.clock import Clock
-from exporter.config import DiagnoseConfig
-from exporter.diagnosis import Diagnosis
-from exporter.errors import ApiError, CloudError, InvalidResponse
-from exporter.fleet import Fleet
-from exporter.inventory import DIAGNOSE_ACTION, Inventory, TargetInventory, connections_of
-from exporter.parser import ResponseShapeError, parse_diagnosis
-from exporter.poller import ACTION as RESULT_ACTION
-from exporter.poller import DIAGNOSIS_FAILED
-from exporter.scheduler import PollScheduler
-from exporter.self_metrics import SelfMetrics
-from exporter.state import with_scheduled_diagnosis
+from exporter.cloud.client import failure_code
+from exporter.cloud.errors import ApiError, CloudError, InvalidResponse
+from exporter.collect.inventory import DIAGNOSE_ACTION, Inventory, TargetInventory, connections_of
+from exporter.collect.poller import ACTION as RESULT_ACTION
+from exporter.collect.poller import DIAGNOSIS_FAILED
+from exporter.collect.scheduler import PollScheduler
+from exporter.config.model import DiagnoseConfig
+from exporter.exposition.fleet import Fleet
+from exporter.exposition.records import with_scheduled_diagnosis
+from exporter.model.diagnosis import Diagnosis
+from exporter.model.parser import ResponseShapeError, parse_diagnosis
+from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import logging
 import re
 from collections.abc import Sequence
 
-from exporter.credentials import Credential, CredentialsProvider
-from exporter.errors import CredentialsError
-from exporter.self_metrics import SelfMetrics
+from exporter.cloud.credentials import Credential, CredentialsProvider
+from exporter.cloud.errors import CredentialsError
+from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 

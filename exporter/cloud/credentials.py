@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from exporter.config import (
+from exporter.cloud.errors import CredentialsError
+from exporter.config.model import (
     AccessKeyProfile,
     Config,
     CredentialsUriProfile,
@@ -63,7 +64,6 @@ from exporter.config import (
     OidcProfile,
     RamRoleArnProfile,
 )
-from exporter.errors import CredentialsError
 
 log = logging.getLogger(__name__)
 

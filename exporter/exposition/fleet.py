@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from exporter.exposition import Exposition, render_gateway, render_target
-from exporter.state import GatewayKey, GatewayRecord
+from exporter.exposition.records import GatewayKey, GatewayRecord
+from exporter.exposition.render import Exposition, render_gateway, render_target
 
 
 class Fleet:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.errors import ApiError, CloudError
+from exporter.cloud.errors import ApiError, CloudError
 
 RETRY_AFTER_HEADER = "x-acs-retry-after"
 

@@ -18,15 +18,15 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from exporter.exposition import Exposition
-from exporter.gzip_segments import compress_segment, gzip_member
-from exporter.self_metrics import SelfMetrics
+from exporter.exposition.gzip_segments import compress_segment, gzip_member
+from exporter.exposition.render import Exposition
+from exporter.telemetry.self_metrics import SelfMetrics
 
 TEXT_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = b"application/openmetrics-text; version=1.0.0; charset=utf-8"
 Check = Callable[[], tuple[bool, str]]
 SEND_BYTES = 256 * 1024
-"""The cached pieces of a body (cells of ~16-32 KB, see `exporter.cells`) are handed to
+"""The cached pieces of a body (cells of ~16-32 KB, see `exporter.exposition.cells`) are handed to
 the server joined into pieces of at least this size: uvicorn's cost per body message
 (a dict, the HTTP framing, a `send` syscall) on thousands of cells is more than that of
 copying the bytes once."""

@@ -1,0 +1,9 @@
+"""The metrics listener: `/metrics`, `/healthz`, `/readyz`, the status page, reloads.
+
+- `metrics_app`: the Starlette app; `status_page`: the HTML page at `/`;
+- `listener`: the uvicorn server with its connection limits and TLS;
+- `web_config`: the exporter-toolkit web config (TLS, basic auth) of both listeners.
+
+May import: `exporter.exposition`, `exporter.model`, `exporter.config`,
+`exporter.telemetry`.
+"""
