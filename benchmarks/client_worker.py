@@ -37,7 +37,8 @@ def diagnosed_gateways(gateways: int) -> list[str]:
 
 async def ours(port: int) -> tuple[Call, Callable[[], Awaitable[None]]]:
     from exporter.cloud.client import VpcClient, make_http_client
-    from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+    from exporter.cloud.credentials import StaticCredentialsProvider
+    from exporter.cloud.keys import Credential
     from exporter.cloud.ratelimit import RateBudgets
 
     http = make_http_client()

@@ -19,7 +19,8 @@ from starlette.types import ASGIApp
 
 from exporter.clock import Clock, SystemClock
 from exporter.cloud.client import VpcClient, make_http_client
-from exporter.cloud.credentials import CredentialsProvider, build_providers
+from exporter.cloud.credentials import build_providers
+from exporter.cloud.keys import CredentialsProvider
 from exporter.cloud.profiles import MonitoredProvider
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
@@ -165,9 +166,9 @@ class Exporter:
     def _bind(self) -> None:
         """Register the inventory's and diagnoses' jobs with the scheduler (they run once
         it starts) and render the inventory's series."""
-        self.inventory.bind(self.scheduler)
+        self.inventory.bind(self.scheduler.scheduler, self.scheduler)
         if self.diagnoses is not None:
-            self.diagnoses.bind(self.scheduler)
+            self.diagnoses.bind(self.scheduler.scheduler)
 
     def client(self, profile: str, region_id: str) -> VpcClient:
         """The VPC client of one account and region (created once, shared by targets)."""

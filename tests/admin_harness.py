@@ -24,7 +24,8 @@ import httpx
 from exporter.admin import AdminServer, AdminSettings
 from exporter.clock import Clock
 from exporter.cloud.client import VpcClient, make_http_client
-from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.credentials import StaticCredentialsProvider
+from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
 from exporter.config.model import Config

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from exporter.cloud.credentials import Credential
+from exporter.cloud.keys import Credential
 
 
 class FakeClock:

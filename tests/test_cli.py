@@ -16,8 +16,9 @@ import pytest
 
 from exporter import __version__
 from exporter.cloud.client import VpcClient, make_http_client
-from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.credentials import StaticCredentialsProvider
 from exporter.cloud.errors import CloudError
+from exporter.cloud.keys import Credential
 from exporter.cloud.retry import RetryPolicy
 from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 from tests.demo_harness import STARTUP_BOUND, cli_process, free_port

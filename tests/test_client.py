@@ -27,7 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exporter.cloud.client import VpcClient, endpoint_url, make_http_client
-from exporter.cloud.credentials import Credential
 from exporter.cloud.errors import (
     ApiTimeout,
     CloudError,
@@ -35,6 +34,7 @@ from exporter.cloud.errors import (
     InvalidResponse,
     NetworkError,
 )
+from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy, parse_retry_after
 from exporter.simulator import (

@@ -19,11 +19,11 @@ import pytest
 
 from exporter.cloud.credentials import (
     ChainCredentialsProvider,
-    Credential,
     StaticCredentialsProvider,
     build_providers,
 )
 from exporter.cloud.errors import CredentialsError
+from exporter.cloud.keys import Credential
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from exporter.cloud.credentials import Credential, build_providers
+from exporter.cloud.credentials import build_providers
 from exporter.cloud.errors import CredentialsError
+from exporter.cloud.keys import Credential
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.config.values import ConfigError

@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from exporter.cloud.client import VpcClient, make_http_client
-from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.credentials import StaticCredentialsProvider
 from exporter.cloud.errors import CloudError
+from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
 from exporter.collect.inventory import Inventory

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from exporter.cloud.client import VpcClient, make_http_client
-from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.credentials import StaticCredentialsProvider
 from exporter.cloud.errors import InvalidResponse
 from exporter.cloud.gateway_listing import describe, discover, parse_gateways
+from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
 from exporter.config.loader import load_config

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter, ListenSettings
-from exporter.collect.planner import Demand, effective_intervals
+from exporter.collect.planner import Demand, TargetPlan, effective_intervals
 from exporter.collect.poller import Poller
-from exporter.collect.scheduler import PollScheduler, TargetPlan
+from exporter.collect.scheduler import PollScheduler
 from exporter.config.model import Config
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.render import Exposition

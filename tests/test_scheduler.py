@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from exporter.collect.planner import TargetPlan
 from exporter.collect.poller import Poller
-from exporter.collect.scheduler import PollScheduler, TargetPlan, effective_interval
+from exporter.collect.scheduler import PollScheduler, effective_interval
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.render import Exposition
 from exporter.telemetry.self_metrics import SelfMetrics

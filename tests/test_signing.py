@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.cloud.client import VpcClient, make_http_client
-from exporter.cloud.credentials import Credential
 from exporter.cloud.errors import CredentialsError
+from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.signer import AcsV3Auth
 from exporter.cloud.signing import EMPTY_BODY_SHA256, parse_v3_authorization

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from exporter.cloud.client import VpcClient, make_http_client
-from exporter.cloud.credentials import Credential, StaticCredentialsProvider
+from exporter.cloud.credentials import StaticCredentialsProvider
 from exporter.cloud.errors import CloudError
+from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
 from exporter.simulator import Fault, ManualClock, Simulator, SimulatorServer

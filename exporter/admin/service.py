@@ -34,8 +34,9 @@ from exporter.admin.problems import (
 from exporter.admin.settings import AdminSettings
 from exporter.admin.validation import RouteRequest
 from exporter.clock import Clock
-from exporter.cloud.client import MAX_PAGE_SIZE, VpcClient
+from exporter.cloud.client import VpcClient
 from exporter.cloud.errors import ApiError, CloudError, InvalidResponse
+from exporter.cloud.paging import MAX_PAGE_SIZE
 
 log = logging.getLogger(__name__)
 

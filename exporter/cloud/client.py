@@ -22,17 +22,17 @@ from httpx_aiohttp import AiohttpTransport
 from prometheus_client import Counter, Histogram
 
 from exporter import __version__
-from exporter.cloud.credentials import CredentialsProvider
 from exporter.cloud.errors import (
-    AUTH_CODES,
-    THROTTLING_CODES,
     ApiError,
     ApiTimeout,
     CloudError,
     CredentialsError,
     InvalidResponse,
     NetworkError,
+    failure_code,
 )
+from exporter.cloud.keys import CredentialsProvider
+from exporter.cloud.paging import MAX_PAGE_SIZE
 from exporter.cloud.ratelimit import RateBudget, RateBudgets
 from exporter.cloud.retry import RETRY_AFTER_HEADER, RetryPolicy, parse_retry_after
 from exporter.cloud.signer import AcsV3Auth
@@ -44,55 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "vpc.{region_id}.aliyuncs.com"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
-MAX_PAGE_SIZE = 50
 MAX_TAGS = 20
 USER_AGENT = f"aliyun-vpn-exporter/{__version__}"
-
-DOCUMENTED_CODES = (
-    THROTTLING_CODES
-    | AUTH_CODES
-    | {
-        # FACTS: common codes
-        "ServiceUnavailable",
-        "InternalError",
-        "MissingParameter",
-        "InvalidParameter",
-        "IdempotentParameterMismatch",
-        "DryRunOperation",
-        # GetVpnGatewayDiagnoseResult
-        "param_error",
-        "MissingParam.DiagnoseInfo",
-        "VpnGateway.Configuring",
-        "IncorrectStatus.DiagnoseTimeout",
-        "IncorrectStatus.VpnConnectionDeleted",
-        "InvalidDiagnoseId.NotFound",
-        "InvalidVpnGatewayId.NotFound",
-        "InvalidVpnGatewayInstanceId.NotFound",
-        # CreateVcoRouteEntry
-        "Resource.QuotaFull",
-        "VpnConnection.Configuring",
-        "VpnConnection.FinancialLocked",
-        "VpnRouteEntry.AlreadyExists",
-        "VpnRouteEntry.Conflict",
-        "VpnRouteEntry.ConflictSSL",
-        "VpnRouteEntry.BackupRoute",
-        "InvalidNextHop.NotFound",
-        "IllegalParam.RouteDest",
-        "OperationFailed.InvalidCidrBlock",
-        "QuotaExceeded.VpnRouteEntry",
-        "TaskConflict",
-        "InvalidVpnConnectionInstanceId.NotFound",
-    }
-)
-"""Cloud error codes the API reference documents: the only ones used as metric labels, so a
-misbehaving endpoint cannot inflate the `code` label's cardinality."""
-
-
-def failure_code(error: ApiError) -> str:
-    """The `code` label of `aliyun_vpn_api_request_failures_total` for `error`."""
-    if isinstance(error, CloudError):
-        return error.code if error.code in DOCUMENTED_CODES else "other"
-    return error.metric_code
 
 
 class _NoCookies(httpx.Cookies):

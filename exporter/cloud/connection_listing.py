@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from exporter.cloud.client import MAX_PAGE_SIZE
-from exporter.cloud.paging import Lookup, Page, all_pages, envelope, lookup, text
+from exporter.cloud.paging import MAX_PAGE_SIZE, Lookup, Page, all_pages, envelope, lookup, text
 from exporter.model.connection import Tunnel, VpnConnection
 
 ACTION = "DescribeVpnConnections"

@@ -55,6 +55,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from exporter.cloud.errors import CredentialsError
+from exporter.cloud.keys import Credential, CredentialsProvider
 from exporter.config.model import (
     AccessKeyProfile,
     Config,
@@ -72,31 +73,6 @@ _MAX_REASON = 300
 
 _SECRET_FIELDS = re.compile(r'("(?:AccessKeyId|AccessKeySecret|SecurityToken)"\s*:\s*")[^"]*')
 """Key fields of an STS-style JSON body, which library messages quote when they fail."""
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """One resolved key pair, with an STS token when the source issues temporary keys."""
-
-    access_key_id: str
-    access_key_secret: str
-    security_token: str | None = None
-
-    def __repr__(self) -> str:
-        return f"Credential(access_key_id={self.access_key_id!r}, access_key_secret='**********')"
-
-
-class CredentialsProvider(Protocol):
-    """Resolves (and refreshes) the credential of one named profile."""
-
-    @property
-    def profile(self) -> str:
-        """The profile's name in the config (for logs and per-account rate budgets)."""
-        ...
-
-    async def get(self) -> Credential:
-        """Return a currently valid credential; raise `CredentialsError` if there is none."""
-        ...
 
 
 class StaticCredentialsProvider:

@@ -13,13 +13,11 @@ handles DescribeVpnGateways' JSON.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exporter.cloud.client import MAX_PAGE_SIZE
-from exporter.cloud.paging import Lookup, Page, all_pages, envelope, lookup, text
+from exporter.cloud.paging import MAX_PAGE_SIZE, Lookup, Page, all_pages, envelope, lookup, text
 from exporter.config.model import DiscoverConfig
-from exporter.model.gateway import GatewayInfo
+from exporter.model.gateway import DiscoveredGateway
 
 ACTION = "DescribeVpnGateways"
 
@@ -39,28 +37,6 @@ class GatewaySource(Protocol):
         resource_group_id: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class DiscoveredGateway:
-    """One gateway as DescribeVpnGateways describes it (every tag kept)."""
-
-    vpn_gateway_id: str
-    name: str
-    vpc_id: str
-    spec: str
-    status: str
-    tags: Mapping[str, str]
-
-    def info(self, tag_keys: Sequence[str] = ()) -> GatewayInfo:
-        """Its `aliyun_vpn_gateway_info` labels, with only the allow-listed tags."""
-        return GatewayInfo(
-            name=self.name,
-            vpc_id=self.vpc_id,
-            spec=self.spec,
-            status=self.status,
-            tags={key: self.tags[key] for key in tag_keys if key in self.tags},
-        )
 
 
 def parse_gateways(payload: Mapping[str, Any]) -> Page[DiscoveredGateway]:

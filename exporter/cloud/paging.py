@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from exporter.cloud.client import MAX_PAGE_SIZE
 from exporter.cloud.errors import ApiError, InvalidResponse
 
+MAX_PAGE_SIZE = 50
+"""The largest PageSize the Describe actions accept."""
 MAX_PAGES = 2000
 """A bound on one listing (100,000 resources), against an answer whose TotalCount lies."""
 LOOKUP_CONCURRENCY = 8

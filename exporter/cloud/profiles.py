@@ -14,8 +14,8 @@ import logging
 import re
 from collections.abc import Sequence
 
-from exporter.cloud.credentials import Credential, CredentialsProvider
 from exporter.cloud.errors import CredentialsError
+from exporter.cloud.keys import Credential, CredentialsProvider
 from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)

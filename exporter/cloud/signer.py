@@ -14,8 +14,8 @@ from collections.abc import AsyncGenerator, Callable, Generator
 
 import httpx
 
-from exporter.cloud.credentials import Credential, CredentialsProvider
 from exporter.cloud.errors import CredentialsError
+from exporter.cloud.keys import Credential, CredentialsProvider
 from exporter.cloud.signing import EMPTY_BODY_SHA256, v3_authorization, v3_signature
 
 API_VERSION = "2016-04-28"

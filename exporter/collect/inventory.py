@@ -23,36 +23,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
 from exporter.cloud import connection_listing, gateway_listing
-from exporter.cloud.client import failure_code
+from exporter.cloud.actions import DIAGNOSE_ACTION, RESULT_ACTION, DiagnosisSource
 from exporter.cloud.connection_listing import ConnectionSource, list_connections
-from exporter.cloud.errors import ApiError
-from exporter.cloud.gateway_listing import DiscoveredGateway, GatewaySource, describe, discover
+from exporter.cloud.errors import ApiError, failure_code
+from exporter.cloud.gateway_listing import GatewaySource, describe, discover
 from exporter.cloud.ratelimit import RateBudgets
-from exporter.collect.planner import Demand, effective_intervals
-from exporter.collect.poller import ACTION as RESULT_ACTION
-from exporter.collect.poller import DiagnosisSource
-from exporter.collect.scheduler import PollScheduler, TargetPlan
+from exporter.collect.planner import Demand, TargetPlan, effective_intervals
 from exporter.collect.sharding import UNSHARDED, Shard
-from exporter.config.model import Config, Target
+from exporter.collect.targets import TargetInventory
+from exporter.config.model import Config
 from exporter.exposition.fleet import Fleet
-from exporter.exposition.records import GatewayKey, with_info, with_vpn_connections
-from exporter.exposition.render import render_inventory
-from exporter.model.connection import VpnConnection
+from exporter.exposition.records import with_info, with_vpn_connections
+from exporter.model.gateway import DiscoveredGateway
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER_INTERVALS = 3
 INFO_INTERVAL = 900.0
 """How often a target without discovery refreshes its gateways' info."""
-DIAGNOSE_ACTION = "DiagnoseVpnGateway"
 READS_PER_DIAGNOSIS = 3
 """ASSUMPTION (planning only): result reads per scheduled diagnosis. A diagnosis runs for
 seconds (FACTS); with the default `diagnose.result_interval` that is two or three reads."""
@@ -65,50 +61,19 @@ class InventoryClient(GatewaySource, ConnectionSource, DiagnosisSource, Protocol
     def profile(self) -> str: ...
 
 
-@dataclass(eq=False)
-class TargetInventory:
-    """What one target covers, as of its last refreshes."""
+class PlanReceiver(Protocol):
+    """Where a target's new plan goes: the poll scheduler (`exporter.collect.scheduler`)."""
 
-    target: Target
-    client: Any
-    """The target's `VpcClient` (an `InventoryClient`)."""
-    account: str
-    listed: tuple[str, ...]
-    """This shard's gateways the target lists by ID, in config order."""
-    listed_elsewhere: frozenset[str] = frozenset()
-    """Gateways other targets list by ID: never discovered here."""
-    discovered: tuple[str, ...] = ()
-    described: dict[str, DiscoveredGateway] = field(default_factory=dict)
-    connections: dict[str, tuple[VpnConnection, ...]] = field(default_factory=dict)
-    listings: dict[str, tuple[bool, float | None]] = field(default_factory=dict)
-    """Per action: whether the last refresh succeeded, and when one last did."""
-    connections_listed: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once a connection refresh has run after the first gateway refresh (whatever
-    their outcomes): the target's connections are as known as they will be soon."""
-    gateways_refreshed: bool = False
-    conditions: dict[str, str] = field(default_factory=dict)
-    refreshing: set[str] = field(default_factory=set)
-    again: set[str] = field(default_factory=set)
-
-    @property
-    def name(self) -> str:
-        return self.target.name
-
-    @property
-    def region_id(self) -> str:
-        return self.target.region_id
-
-    @property
-    def gateways(self) -> tuple[str, ...]:
-        """Listed gateways first, then discovered ones not listed."""
-        listed = set(self.listed)
-        return self.listed + tuple(g for g in self.discovered if g not in listed)
-
-    def key(self, gateway_id: str) -> GatewayKey:
-        return GatewayKey(self.name, self.region_id, gateway_id)
-
-    def connection_count(self) -> int:
-        return sum(len(self.connections.get(g, ())) for g in self.gateways)
+    def update_plan(
+        self,
+        name: str,
+        *,
+        gateways: Sequence[str],
+        effective_interval: float,
+        stale_after: float,
+        jitter: float,
+        startup_spacing: float,
+    ) -> None: ...
 
 
 class Inventory:
@@ -144,7 +109,8 @@ class Inventory:
                 listed=tuple(shard.select(target.gateways)),
                 listed_elsewhere=others,
             )
-        self.scheduler: PollScheduler | None = None
+        self._jobs: AsyncIOScheduler | None = None
+        self._plans: PlanReceiver | None = None
         self._intervals = self._plan()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -231,11 +197,11 @@ class Inventory:
         """Share the budgets anew (gateway or connection counts changed) and hand every
         target's gateways and pace to the poll scheduler."""
         self._intervals = self._plan()
-        if self.scheduler is None:
+        if self._plans is None or self._jobs is None:
             return
         for name in self.targets:
             plan = self.poll_plan(name)
-            self.scheduler.update_plan(
+            self._plans.update_plan(
                 name,
                 gateways=plan.gateways,
                 effective_interval=plan.effective_interval,
@@ -244,7 +210,7 @@ class Inventory:
                 startup_spacing=plan.startup_spacing,
             )
             self._render(self.targets[name])
-            job = self.scheduler.scheduler.get_job(f"diagnose:{name}")
+            job = self._jobs.get_job(f"diagnose:{name}")
             interval = self.diagnose_interval(name)
             if job is not None and job.trigger.interval.total_seconds() != interval:
                 job.reschedule(IntervalTrigger(seconds=interval))
@@ -274,18 +240,19 @@ class Inventory:
         """Stop exporting the targets' listing series (before a reload's inventory, which
         renders its own, replaces this one)."""
         for name in self.targets:
-            self.fleet.exposition.remove(("inventory", name))
+            self.fleet.remove_target_inventory(name)
 
     # --- jobs ----------------------------------------------------------------------------
 
-    def bind(self, scheduler: PollScheduler) -> None:
-        """Register every target's refresh jobs; they run once the scheduler starts, the
-        first time at once."""
-        self.scheduler = scheduler
+    def bind(self, jobs: AsyncIOScheduler, plans: PlanReceiver) -> None:
+        """Register every target's refresh jobs on `jobs`; they run once it starts, the
+        first time at once. Changed plans (gateways, pace) go to `plans`."""
+        self._jobs = jobs
+        self._plans = plans
         now = datetime.now(UTC)
         for name, inventory in self.targets.items():
             discover_settings = inventory.target.discover
-            scheduler.scheduler.add_job(
+            jobs.add_job(
                 self.refresh_gateways,
                 IntervalTrigger(
                     seconds=discover_settings.interval if discover_settings else INFO_INTERVAL
@@ -297,7 +264,7 @@ class Inventory:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-            scheduler.scheduler.add_job(
+            jobs.add_job(
                 self.refresh_connections,
                 IntervalTrigger(seconds=self.config.interval_for(inventory.target)),
                 args=[name],
@@ -499,9 +466,8 @@ class Inventory:
         inventory.listings[action] = (success, now if success else last_success)
 
     def _render(self, inventory: TargetInventory) -> None:
-        self.fleet.exposition.put(
-            ("inventory", inventory.name),
-            render_inventory(inventory.name, len(inventory.gateways), dict(inventory.listings)),
+        self.fleet.set_target_inventory(
+            inventory.name, len(inventory.gateways), dict(inventory.listings)
         )
 
     @staticmethod
@@ -526,12 +492,3 @@ def _identity(inventory: TargetInventory) -> tuple[object, ...]:
     """What must not change for a reload to keep a target's inventory."""
     target = inventory.target
     return (target.region_id, target.credentials, inventory.account, target.discover)
-
-
-def connections_of(inventory: TargetInventory) -> Sequence[tuple[str, VpnConnection]]:
-    """(gateway ID, connection) of every known connection of the target's gateways."""
-    return [
-        (gateway_id, connection)
-        for gateway_id in inventory.gateways
-        for connection in inventory.connections.get(gateway_id, ())
-    ]

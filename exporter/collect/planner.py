@@ -11,8 +11,11 @@ actions is stretched by the tightest of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from exporter.cloud.actions import DiagnosisSource
+from exporter.exposition.records import GatewayKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +67,24 @@ def effective_intervals(
         )
         intervals[demand.job] = demand.interval * factor
     return intervals
+
+
+@dataclass
+class TargetPlan:
+    """What one target polls, through which client, and how often."""
+
+    name: str
+    region_id: str
+    gateways: Sequence[str]
+    client: DiagnosisSource
+    interval: float
+    effective_interval: float
+    stale_after: float
+    jitter: float = 0.0
+    startup_spacing: float = 0.0
+    """Seconds between polls in the first cycle: the budget's pace, so that data arrives
+    soon after start instead of being spread over a whole interval."""
+    keys: list[GatewayKey] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = [GatewayKey(self.name, self.region_id, g) for g in self.gateways]

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
 
 from exporter.clock import Clock
+from exporter.cloud.actions import (
+    DIAGNOSIS_FAILED,
+    NO_DIAGNOSIS,
+    NO_SUCH_GATEWAY,
+    OUR_BUG,
+    RESULT_ACTION,
+    DiagnosisSource,
+)
 from exporter.cloud.errors import ApiError, CloudError, CredentialsError, InvalidResponse
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.records import (
@@ -29,22 +36,6 @@ from exporter.model.parser import ResponseShapeError, parse_diagnosis
 from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
-
-ACTION = "GetVpnGatewayDiagnoseResult"
-NO_DIAGNOSIS = "InvalidVpnGatewayId.NotFound"
-DIAGNOSIS_FAILED = frozenset(
-    {"IncorrectStatus.DiagnoseTimeout", "IncorrectStatus.VpnConnectionDeleted"}
-)
-NO_SUCH_GATEWAY = "InvalidVpnGatewayInstanceId.NotFound"
-OUR_BUG = frozenset({"MissingParam.DiagnoseInfo", "InvalidDiagnoseId.NotFound"})
-
-
-class DiagnosisSource(Protocol):
-    """The part of the VPC client a poll needs."""
-
-    async def get_vpn_gateway_diagnose_result(
-        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
-    ) -> dict[str, Any]: ...
 
 
 class Poller:
@@ -70,7 +61,7 @@ class Poller:
         except CloudError as error:
             record, result = self._cloud_error(self.fleet.get(key), error, started)
         except ResponseShapeError as error:
-            self.metrics.api_failures.labels(ACTION, InvalidResponse.metric_code).inc()
+            self.metrics.api_failures.labels(RESULT_ACTION, InvalidResponse.metric_code).inc()
             result = self._result(False, started, InvalidResponse.metric_code, str(error))
             record = with_failed_poll(self.fleet.get(key), result)
             self._condition(key, "InvalidResponse", f"unreadable diagnosis response: {error}")
@@ -108,7 +99,7 @@ class Poller:
         elif error.auth_failure:
             why = (
                 "not allowed: the credentials need the RAM action "
-                f"vpc:{ACTION} (and valid keys): {error}"
+                f"vpc:{RESULT_ACTION} (and valid keys): {error}"
             )
         elif code in OUR_BUG:
             why = f"the exporter sent a wrong request (a bug, please report it): {error}"

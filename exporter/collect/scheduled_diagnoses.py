@@ -29,15 +29,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
-from exporter.cloud.client import failure_code
-from exporter.cloud.errors import ApiError, CloudError, InvalidResponse
-from exporter.collect.inventory import DIAGNOSE_ACTION, Inventory, TargetInventory, connections_of
-from exporter.collect.poller import ACTION as RESULT_ACTION
-from exporter.collect.poller import DIAGNOSIS_FAILED
-from exporter.collect.scheduler import PollScheduler
+from exporter.cloud.actions import DIAGNOSE_ACTION, DIAGNOSIS_FAILED, RESULT_ACTION
+from exporter.cloud.errors import ApiError, CloudError, InvalidResponse, failure_code
+from exporter.collect.targets import TargetInventory, connections_of
 from exporter.config.model import DiagnoseConfig
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.records import with_scheduled_diagnosis
@@ -70,13 +68,25 @@ class DiagnosisRunner(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class DiagnosePace(Protocol):
+    """What scheduled diagnoses need of the inventory (`exporter.collect.inventory`): the
+    targets' connections and the pace the shared budgets allow."""
+
+    @property
+    def targets(self) -> Mapping[str, TargetInventory]: ...
+
+    def diagnose_interval(self, name: str) -> float: ...
+
+    def startup_spacing(self, name: str, action: str = RESULT_ACTION) -> float: ...
+
+
 class Diagnoses:
     """Every target's scheduled diagnoses."""
 
     def __init__(
         self,
         settings: DiagnoseConfig,
-        inventory: Inventory,
+        inventory: DiagnosePace,
         fleet: Fleet,
         metrics: SelfMetrics,
         clock: Clock,
@@ -90,12 +100,12 @@ class Diagnoses:
         self._cycles_begun: set[str] = set()
         self._conditions: dict[tuple[str, str], str] = {}
 
-    def bind(self, scheduler: PollScheduler) -> None:
+    def bind(self, jobs: AsyncIOScheduler) -> None:
         """Register a diagnose job per target; the first cycle starts with the scheduler,
         once the target's connections are known."""
         now = datetime.now(UTC)
         for name in self.inventory.targets:
-            scheduler.scheduler.add_job(
+            jobs.add_job(
                 self.run_cycle,
                 IntervalTrigger(seconds=self.inventory.diagnose_interval(name)),
                 args=[name],

@@ -20,16 +20,17 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
-from exporter.collect.poller import NO_SUCH_GATEWAY, DiagnosisSource, Poller
+from exporter.cloud.actions import NO_SUCH_GATEWAY, DiagnosisSource
+from exporter.collect.planner import TargetPlan
 from exporter.exposition.fleet import Fleet
-from exporter.exposition.records import GatewayKey
+from exporter.exposition.records import GatewayKey, PollResult
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +52,6 @@ MISSING_GATEWAY_BACKOFF = 3600.0
 SWEEP_INTERVAL = 1.0
 
 
-@dataclass
-class TargetPlan:
-    """What one target polls, through which client, and how often."""
-
-    name: str
-    region_id: str
-    gateways: Sequence[str]
-    client: DiagnosisSource
-    interval: float
-    effective_interval: float
-    stale_after: float
-    jitter: float = 0.0
-    startup_spacing: float = 0.0
-    """Seconds between polls in the first cycle: the budget's pace, so that data arrives
-    soon after start instead of being spread over a whole interval."""
-    keys: list[GatewayKey] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.keys = [GatewayKey(self.name, self.region_id, g) for g in self.gateways]
-
-
 def effective_interval(interval: float, gateways: int, calls_per_second: float) -> float:
     """The shortest interval at which `gateways` polls fit into the rate budget."""
     if gateways == 0 or calls_per_second <= 0:
@@ -79,11 +59,17 @@ def effective_interval(interval: float, gateways: int, calls_per_second: float) 
     return max(interval, gateways / calls_per_second)
 
 
+class GatewayPoller(Protocol):
+    """What a poll cycle launches: one poll of one gateway (`exporter.collect.poller`)."""
+
+    async def poll(self, key: GatewayKey, client: DiagnosisSource) -> PollResult: ...
+
+
 class PollScheduler:
     """Runs every target's poll cycles and the staleness sweep."""
 
     def __init__(
-        self, plans: Sequence[TargetPlan], poller: Poller, fleet: Fleet, clock: Clock
+        self, plans: Sequence[TargetPlan], poller: GatewayPoller, fleet: Fleet, clock: Clock
     ) -> None:
         self.plans = list(plans)
         self.poller = poller

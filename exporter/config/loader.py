@@ -56,7 +56,14 @@ from exporter.config.problems import (
     translate_error,
     unwrap_annotation,
 )
-from exporter.config.values import ConfigError, PathPart, format_duration, format_path
+from exporter.config.values import (
+    MAX_EXPANDED_VALUES,
+    ConfigError,
+    PathPart,
+    expanded_size,
+    format_duration,
+    format_path,
+)
 
 ENV_PREFIX = "ALIYUN_VPN_EXPORTER_"
 """Prefix of the environment variables that override config keys (see the module doc)."""
@@ -274,38 +281,6 @@ def _resolve_refs(
     problems.append((where, problem))
     failed.add(where)
     return node
-
-
-MAX_EXPANDED_VALUES = 1_000_000
-"""A bound on the values a config file may expand to: YAML aliases of aliases (a "billion
-laughs") would otherwise make a short file cost minutes and gigabytes to validate."""
-
-
-def expanded_size(node: object, limit: int) -> int:
-    """How many values `node` holds once its shared parts (YAML aliases) are repeated;
-    counting stops soon after `limit`. Each distinct object is measured once."""
-    sizes: dict[int, int] = {}
-
-    def size(value: object) -> int:
-        known = sizes.get(id(value))
-        if known is not None:
-            return known
-        total = 1
-        children = (
-            [c for pair in value.items() for c in pair]
-            if isinstance(value, dict)
-            else value
-            if isinstance(value, list)
-            else ()
-        )
-        for child in children:
-            total += size(child)
-            if total > limit:
-                break
-        sizes[id(value)] = total
-        return total
-
-    return size(node)
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -323,3 +323,35 @@ def raise_problems(problems: Sequence[tuple[Loc, str]]) -> None:
         raise PydanticCustomError(
             "config_problems", "{summary}", {"summary": summary, "problems": list(problems)}
         )
+
+
+MAX_EXPANDED_VALUES = 1_000_000
+"""A bound on the values a config file may expand to: YAML aliases of aliases (a "billion
+laughs") would otherwise make a short file cost minutes and gigabytes to validate."""
+
+
+def expanded_size(node: object, limit: int) -> int:
+    """How many values `node` holds once its shared parts (YAML aliases) are repeated;
+    counting stops soon after `limit`. Each distinct object is measured once."""
+    sizes: dict[int, int] = {}
+
+    def size(value: object) -> int:
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        total = 1
+        children = (
+            [c for pair in value.items() for c in pair]
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, list)
+            else ()
+        )
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(value)] = total
+        return total
+
+    return size(node)

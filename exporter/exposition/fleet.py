@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from exporter.exposition.records import GatewayKey, GatewayRecord
-from exporter.exposition.render import Exposition, render_gateway, render_target
+from exporter.exposition.render import (
+    Exposition,
+    render_gateway,
+    render_inventory,
+    render_target,
+)
 
 
 class Fleet:
@@ -56,6 +61,17 @@ class Fleet:
         for target in [t for t in self._stale_after if t not in targets]:
             del self._stale_after[target]
             self.exposition.remove(("target", target))
+
+    def set_target_inventory(
+        self, target: str, gateways: int, listings: Mapping[str, tuple[bool, float | None]]
+    ) -> None:
+        """Export a target's gateway count and how its listings went (see
+        `render_inventory`)."""
+        self.exposition.put(("inventory", target), render_inventory(target, gateways, listings))
+
+    def remove_target_inventory(self, target: str) -> None:
+        """Stop exporting a target's listing series (a reload's inventory replaces them)."""
+        self.exposition.remove(("inventory", target))
 
     def forget(self, key: GatewayKey) -> None:
         """Stop exporting a gateway."""

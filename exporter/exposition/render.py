@@ -12,7 +12,7 @@ one cache serves both.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
 from exporter.exposition.cells import FamilyText
@@ -365,7 +365,7 @@ def render_target(target: str, interval: float, effective_interval: float) -> Fr
 
 
 def render_inventory(
-    target: str, gateways: int, listings: dict[str, tuple[bool, float | None]]
+    target: str, gateways: int, listings: Mapping[str, tuple[bool, float | None]]
 ) -> Fragments:
     """The target's gateway count and how its listings went: `listings` maps an action
     to (last refresh succeeded, wall time of the last success)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -26,3 +26,25 @@ def tag_label_name(tag_key: str) -> str:
     character not allowed in a label name as `_` (`app.kubernetes.io/name` →
     `tag_app_kubernetes_io_name`), as kube-state-metrics names Kubernetes labels."""
     return "tag_" + _LABEL_CHARACTER.sub("_", tag_key)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredGateway:
+    """One gateway as DescribeVpnGateways describes it (every tag kept)."""
+
+    vpn_gateway_id: str
+    name: str
+    vpc_id: str
+    spec: str
+    status: str
+    tags: Mapping[str, str]
+
+    def info(self, tag_keys: Sequence[str] = ()) -> GatewayInfo:
+        """Its `aliyun_vpn_gateway_info` labels, with only the allow-listed tags."""
+        return GatewayInfo(
+            name=self.name,
+            vpc_id=self.vpc_id,
+            spec=self.spec,
+            status=self.status,
+            tags={key: self.tags[key] for key in tag_keys if key in self.tags},
+        )

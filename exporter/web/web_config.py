@@ -64,7 +64,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.config.loader import MAX_EXPANDED_VALUES, expanded_size
+from exporter.config.values import MAX_EXPANDED_VALUES, expanded_size
 from exporter.web.listener import TlsSettings
 
 log = logging.getLogger(__name__)
