@@ -31,7 +31,7 @@ from benchmarks.feed import regions_of
 from benchmarks.procs import Child, child_env, free_port, simulator, wait_for_port
 from benchmarks.report import Row, Section, ms
 from benchmarks.scraping import Scraper
-from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 
 RSS_TARGET_MB = 250.0
 READY_TARGET = 1.5

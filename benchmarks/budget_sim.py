@@ -23,7 +23,10 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from benchmarks.procs import announce
-from exporter.simulator import Simulator, SimulatorServer, generated_scenario, throttle
+from exporter.simulator import throttle
+from exporter.simulator.generator import generated_scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 
 ACTION = "GetVpnGatewayDiagnoseResult"
 PER_GENERATOR_REGION = 50

@@ -21,8 +21,8 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, generated_scenario
-from exporter.simulator.generator import expand
+from exporter.simulator.generator import expand, generated_scenario
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 
 REGION = "cn-hangzhou"
 Call = Callable[[str], Awaitable[int]]

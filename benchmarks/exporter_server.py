@@ -30,7 +30,7 @@ from benchmarks.procs import announce, own_memory, serve_commands
 from exporter.app import Exporter, ListenSettings
 from exporter.config.model import Config
 from exporter.exposition.records import GatewayKey
-from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 
 START = 1_767_225_600.0
 """2026-01-01T00:00:00Z: the simulated time of the first results."""

@@ -20,10 +20,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from exporter.cloud.errors import CloudError
-from exporter.simulator import Simulator, generated_scenario
 from exporter.simulator.call import Call
 from exporter.simulator.diagnose import get_vpn_gateway_diagnose_result
+from exporter.simulator.generator import generated_scenario
 from exporter.simulator.replies import ErrorReply, dump_json
+from exporter.simulator.simulator import Simulator
 
 ACTION = "GetVpnGatewayDiagnoseResult"
 Answer = bytes | ErrorReply

@@ -243,7 +243,8 @@ def _config(
 
 def _generated(total: int) -> dict[str, str]:
     """The region of each gateway the simulator generates (`--gateways`, seed 0)."""
-    from exporter.simulator import Simulator, generated_scenario
+    from exporter.simulator.generator import generated_scenario
+    from exporter.simulator.simulator import Simulator
 
     fleet = Simulator(generated_scenario(total, list(REGIONS), 0), throttling=False).fleet
     return {g.id: region for region in fleet.regions() for g in fleet.find_gateways(region, {})}

@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `aliyun-vpn-exporter` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["simulate"]:
-        from exporter.simulator import main as simulate
+        from exporter.simulator.cli import main as simulate
 
         return simulate(args_list[1:])
     parser = build_parser()

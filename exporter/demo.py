@@ -11,13 +11,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from exporter.config.model import Config
-from exporter.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
-    Simulator,
-    SimulatorServer,
-    demo_scenario,
-)
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, demo_scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 
 DEMO_INTERVAL = "10s"
 

@@ -21,7 +21,8 @@ from typing import Any
 import bcrypt
 import httpx
 
-from exporter.admin import AdminServer, AdminSettings
+from exporter.admin.server import AdminServer
+from exporter.admin.settings import AdminSettings
 from exporter.clock import Clock
 from exporter.cloud.client import VpcClient, make_http_client
 from exporter.cloud.credentials import StaticCredentialsProvider
@@ -29,9 +30,10 @@ from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
 from exporter.config.model import Config
-from exporter.simulator import Simulator, SimulatorServer
 from exporter.simulator.journal import RecordedRequest
 from exporter.simulator.scenario import Scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.web_config import WebConfig
 

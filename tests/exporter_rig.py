@@ -19,14 +19,14 @@ import httpx
 from exporter.app import Exporter, ListenSettings
 from exporter.collect.sharding import UNSHARDED, Shard
 from exporter.config.model import Config
-from exporter.simulator import (
+from exporter.simulator.scenario import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
     Scenario,
-    Simulator,
-    SimulatorServer,
+    parse_scenario,
 )
-from exporter.simulator.scenario import parse_scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 
 DEMO_KEYS = {

@@ -40,13 +40,8 @@ from typing import Any
 import httpx
 import yaml
 
-from exporter.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
-    DescriptionMode,
-    Fault,
-    demo_scenario,
-)
+from exporter.simulator.faults import DescriptionMode, Fault
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, demo_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 ACTION = "GetVpnGatewayDiagnoseResult"

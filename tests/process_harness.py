@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import yaml
 
-from exporter.simulator import Simulator, run_simulator_in_thread
+from exporter.simulator.server import run_simulator_in_thread
+from exporter.simulator.simulator import Simulator
 from tests.admin_harness import KEY_ID, KEY_SECRET, PASSWORD_HASH, USER, routes_scenario
 from tests.demo_harness import STARTUP_BOUND, free_port
 

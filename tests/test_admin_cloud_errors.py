@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.admin import CLOUD_CODES
-from exporter.simulator import Fault
+from exporter.admin.problems import CLOUD_CODES
+from exporter.simulator.faults import Fault
 from tests.admin_harness import (
     CONNECTION,
     FAKE_TIME,

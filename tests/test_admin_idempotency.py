@@ -8,7 +8,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from exporter.simulator import Fault, Simulator
+from exporter.simulator.faults import Fault
+from exporter.simulator.simulator import Simulator
 from tests.admin_harness import CONNECTION, FAST, ROUTE, routes_scenario, running_admin
 from tests.fakes import FakeClock
 

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.admin import PROBLEM_TYPES
-from exporter.simulator import Simulator
+from exporter.admin.problems import PROBLEM_TYPES
 from exporter.simulator.journal import RecordedRequest
+from exporter.simulator.simulator import Simulator
 from tests.admin_harness import (
     PASSWORD,
     USER,

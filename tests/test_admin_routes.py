@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import ManualClock
+from exporter.simulator.clock import ManualClock
 from exporter.simulator.routes import RouteEntry, RouteTable
 from tests.admin_harness import (
     CONNECTION,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from exporter.simulator import ManualClock
+from exporter.simulator.clock import ManualClock
 from tests.admin_harness import FAST, AdminHarness, routes_scenario, running_admin
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.admin import AdminServer, AdminSetupError, load_admin_web_config
+from exporter.admin.server import AdminServer, AdminSetupError, load_admin_web_config
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.web_config import WebConfig, WebConfigError
 from tests.admin_harness import PASSWORD_HASH, USER, admin_config

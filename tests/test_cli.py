@@ -20,7 +20,7 @@ from exporter.cloud.credentials import StaticCredentialsProvider
 from exporter.cloud.errors import CloudError
 from exporter.cloud.keys import Credential
 from exporter.cloud.retry import RetryPolicy
-from exporter.simulator import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 from tests.demo_harness import STARTUP_BOUND, cli_process, free_port
 
 VALID_CONFIG = "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"

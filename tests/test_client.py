@@ -37,14 +37,10 @@ from exporter.cloud.errors import (
 from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy, parse_retry_after
-from exporter.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
-    Fault,
-    Simulator,
-    SimulatorServer,
-    demo_scenario,
-)
+from exporter.simulator.faults import Fault
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, demo_scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import CountingCredentials, FakeClock
 

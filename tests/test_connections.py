@@ -14,7 +14,10 @@ from exporter.cloud.errors import InvalidResponse
 from exporter.exposition.records import GatewayKey, GatewayRecord
 from exporter.exposition.render import render_gateway
 from exporter.model.connection import IPSEC_STATUSES, Tunnel, VpnConnection
-from exporter.simulator import Fault, Simulator, demo_scenario, generated_scenario
+from exporter.simulator.faults import Fault
+from exporter.simulator.generator import generated_scenario
+from exporter.simulator.scenario import demo_scenario
+from exporter.simulator.simulator import Simulator
 from tests.exporter_rig import (
     config,
     configured,

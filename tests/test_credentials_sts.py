@@ -22,7 +22,8 @@ from exporter.cloud.keys import Credential
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
-from exporter.simulator import Simulator, demo_scenario
+from exporter.simulator.scenario import demo_scenario
+from exporter.simulator.simulator import Simulator
 from tests.exporter_rig import DEMO_KEYS, configured, polled_once, running
 from tests.sts import Issued, StsServer, TestPki
 

@@ -33,13 +33,10 @@ from exporter.config.values import ConfigError
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.records import GatewayKey
 from exporter.exposition.render import Exposition
-from exporter.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
-    Fault,
-    Simulator,
-    SimulatorServer,
-)
+from exporter.simulator.faults import Fault
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from tests.exporter_rig import config, configured, running, samples, scenario, until
 from tests.fakes import FakeClock

@@ -22,17 +22,17 @@ from exporter.config.loader import load_config
 from exporter.config.model import DiscoverConfig
 from exporter.config.values import ConfigError
 from exporter.model.gateway import tag_label_name
-from exporter.simulator import (
+from exporter.simulator.faults import Fault
+from exporter.simulator.fleet import gateway_from_spec
+from exporter.simulator.generator import generated_scenario
+from exporter.simulator.scenario import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
-    Fault,
-    Simulator,
-    SimulatorServer,
+    GatewaySpec,
     demo_scenario,
-    generated_scenario,
 )
-from exporter.simulator.fleet import gateway_from_spec
-from exporter.simulator.scenario import GatewaySpec
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from tests.exporter_rig import config, polled_once, refreshed, running, scenario, until
 
 ACTION = "DescribeVpnGateways"

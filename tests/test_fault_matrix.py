@@ -30,7 +30,10 @@ import pytest
 
 from exporter.app import Exporter, ListenSettings
 from exporter.config.model import Config
-from exporter.simulator import ManualClock, Scenario, Simulator, SimulatorServer
+from exporter.simulator.clock import ManualClock
+from exporter.simulator.scenario import Scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import FakeClock
 from tests.fault_matrix import (

@@ -24,9 +24,10 @@ import pytest
 import yaml
 from starlette.types import Receive, Scope, Send
 
-from exporter.admin import AdminServer
+from exporter.admin.server import AdminServer
 from exporter.app import Exporter, ListenSettings
-from exporter.simulator import Simulator, SimulatorServer
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.listener import Limits, Listener
 from exporter.web.web_config import WebConfig, load_web_config, secure_app

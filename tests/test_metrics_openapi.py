@@ -21,7 +21,9 @@ import yaml
 from exporter.app import Exporter, ListenSettings
 from exporter.config.loader import load_config
 from exporter.reload import Reloader
-from exporter.simulator import Scenario, Simulator, SimulatorServer
+from exporter.simulator.scenario import Scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.web_config import WebConfig
 from tests.admin_harness import PASSWORD, PASSWORD_HASH, USER

@@ -23,15 +23,10 @@ from exporter.collect.poller import Poller
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.records import GatewayKey
 from exporter.exposition.render import Exposition
-from exporter.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
-    DescriptionMode,
-    Fault,
-    Simulator,
-    SimulatorServer,
-    demo_scenario,
-)
+from exporter.simulator.faults import DescriptionMode, Fault
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, demo_scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from tests.fakes import FakeClock
 

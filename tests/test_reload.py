@@ -25,7 +25,11 @@ from exporter.app import Exporter, ListenSettings
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.reload import Reloader
-from exporter.simulator import Fault, ManualClock, Scenario, Simulator, SimulatorServer
+from exporter.simulator.clock import ManualClock
+from exporter.simulator.faults import Fault
+from exporter.simulator.scenario import Scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.web_config import WebConfig
 from tests.admin_harness import CONNECTION, PASSWORD, PASSWORD_HASH, ROUTE, USER, basic_auth

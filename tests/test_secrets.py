@@ -22,7 +22,8 @@ from urllib.parse import quote, quote_plus
 import bcrypt
 import httpx
 
-from exporter.simulator import Fault, Simulator
+from exporter.simulator.faults import Fault
+from exporter.simulator.simulator import Simulator
 from tests.admin_harness import CONNECTION, ROUTE
 from tests.process_harness import BOUND, Process, exporter_process, simulator_thread
 

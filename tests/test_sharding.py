@@ -18,13 +18,10 @@ from exporter.app import Exporter, ListenSettings
 from exporter.cli import build_parser, main
 from exporter.collect.sharding import Shard, ShardError, ordinal_of, shard_from_flags, stable_hash
 from exporter.config.model import Config
-from exporter.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
-    Simulator,
-    SimulatorServer,
-    generated_scenario,
-)
+from exporter.simulator.generator import generated_scenario
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
 from tests.required_tools import REPO, find, module
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from exporter.simulator import generated_scenario
+from exporter.simulator.generator import generated_scenario
 from tests import test_simulator_wire as wire
 from tests.test_simulator_wire import Served
 

@@ -7,7 +7,8 @@ import json
 import httpx
 import pytest
 
-from exporter.simulator import DescriptionMode, Fault, Scenario, demo_scenario
+from exporter.simulator.faults import DescriptionMode, Fault
+from exporter.simulator.scenario import Scenario, demo_scenario
 from tests import test_simulator_wire as wire
 from tests.test_simulator_wire import Served
 

@@ -16,7 +16,10 @@ from exporter.cloud.errors import CloudError
 from exporter.cloud.keys import Credential
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
-from exporter.simulator import Fault, ManualClock, Simulator, SimulatorServer
+from exporter.simulator.clock import ManualClock
+from exporter.simulator.faults import Fault
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from tests.admin_harness import (
     ATTACHING_CONNECTION,
     CONNECTION,

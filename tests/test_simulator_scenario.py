@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import (
+from exporter.simulator.clock import parse_api_time
+from exporter.simulator.generator import PROFILES, generated_scenario
+from exporter.simulator.items import ITEM_ORDER, QuotaItem, describe
+from exporter.simulator.scenario import (
     DEMO_ACCESS_KEY_ID,
     ScenarioError,
-    Simulator,
     demo_scenario,
-    generated_scenario,
     load_scenario,
 )
-from exporter.simulator.clock import parse_api_time
-from exporter.simulator.generator import PROFILES
-from exporter.simulator.items import ITEM_ORDER, QuotaItem, describe
+from exporter.simulator.simulator import Simulator
 from tests import test_simulator_wire as wire
 from tests.test_simulator_wire import START, Served
 

@@ -24,16 +24,11 @@ from alibabacloud_tea_openapi.models import Config  # type: ignore[import-untype
 from alibabacloud_vpc20160428 import models  # type: ignore[import-untyped]
 from alibabacloud_vpc20160428.client import Client  # type: ignore[import-untyped]
 
-from exporter.simulator import (
-    DEMO_ACCESS_KEY_ID,
-    DEMO_ACCESS_KEY_SECRET,
-    Fault,
-    ManualClock,
-    Simulator,
-    SimulatorServer,
-    demo_scenario,
-    run_simulator_in_thread,
-)
+from exporter.simulator.clock import ManualClock
+from exporter.simulator.faults import Fault
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, demo_scenario
+from exporter.simulator.server import SimulatorServer, run_simulator_in_thread
+from exporter.simulator.simulator import Simulator
 
 HANGZHOU_DEMO = {"vpn-hz1healthy", "vpn-hz2quota", "vpn-hz3unreachable", "vpn-hz4nodiag"}
 

@@ -13,15 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.simulator import (
-    Fault,
-    Simulator,
-    SimulatorServer,
-    demo_scenario,
-    main,
-    run_simulator_in_thread,
-)
+from exporter.simulator.cli import main
 from exporter.simulator.clock import ManualClock
+from exporter.simulator.faults import Fault
+from exporter.simulator.scenario import demo_scenario
+from exporter.simulator.server import SimulatorServer, run_simulator_in_thread
+from exporter.simulator.simulator import Simulator
 from tests.test_simulator_wire import START, SignedClient
 
 HZ1 = {"RegionId": "cn-hangzhou", "VpnGatewayId": "vpn-hz1healthy"}
@@ -84,7 +81,7 @@ def test_simulate_serves_a_generated_fleet_until_sigterm() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from exporter.simulator import main; sys.exit(main(sys.argv[1:]))",
+            "import sys; from exporter.simulator.cli import main; sys.exit(main(sys.argv[1:]))",
             f"--listen-address=127.0.0.1:{port}",
             "--gateways=30",
             "--regions=cn-hangzhou,ap-southeast-1",

@@ -7,7 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from exporter.simulator import Fault, Scenario, demo_scenario
+from exporter.simulator.faults import Fault
+from exporter.simulator.scenario import Scenario, demo_scenario
 from tests import test_simulator_wire as wire
 from tests.test_simulator_wire import Served
 

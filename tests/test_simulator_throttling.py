@@ -8,14 +8,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from exporter.simulator import (
-    KeyPair,
-    ManualClock,
-    Scenario,
-    Simulator,
-    SimulatorServer,
-    demo_scenario,
-)
+from exporter.simulator.clock import ManualClock
+from exporter.simulator.scenario import KeyPair, Scenario, demo_scenario
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.simulator.throttle import DEFAULT_LIMITS, RateLimiter
 from tests import test_simulator_wire as wire
 from tests.test_simulator_wire import START, Served, SignedClient

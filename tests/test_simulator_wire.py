@@ -17,16 +17,15 @@ import httpx
 import pytest
 
 from exporter.cloud import signing
-from exporter.simulator import (
+from exporter.simulator.clock import ManualClock, format_api_time
+from exporter.simulator.scenario import (
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
-    ManualClock,
     Scenario,
-    Simulator,
-    SimulatorServer,
     demo_scenario,
 )
-from exporter.simulator.clock import format_api_time
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 
 START = 1_800_000_000.0
 """2027-01-15T08:00:00Z: simulator tests run on a manual clock starting here."""

@@ -11,17 +11,3 @@ Off by default; see DESIGN's "Admin API" and the README. Modules, one job each:
 - `problems`: RFC 9457 problem documents and the cloud code → HTTP status table;
 - `schemas`: success answers; `audit`: audit lines and counters; `settings`: time limits.
 """
-
-from exporter.admin.problems import CLOUD_CODES, PROBLEM_TYPES, ProblemType
-from exporter.admin.server import AdminServer, AdminSetupError, load_admin_web_config
-from exporter.admin.settings import AdminSettings
-
-__all__ = [
-    "CLOUD_CODES",
-    "PROBLEM_TYPES",
-    "AdminServer",
-    "AdminSettings",
-    "AdminSetupError",
-    "ProblemType",
-    "load_admin_web_config",
-]
