@@ -1,7 +1,7 @@
 """Property tests of the config loader: whatever the file holds, `load_config` returns a
 `Config` or raises `ConfigError`, never anything else, and quickly.
 
-`test_config.py` covers each rule with an example and `parse_duration` with hypothesis;
+`test_config_loader.py` covers each rule with an example and `parse_duration` with hypothesis;
 these add arbitrary documents: any text, any YAML values, valid configs with one key
 replaced by anything, YAML tags and anchors, environment overrides of any key.
 """
