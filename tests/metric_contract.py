@@ -43,6 +43,7 @@ GAUGES = frozenset(
         "aliyun_vpn_listing_success",
         "aliyun_vpn_listing_last_success_timestamp_seconds",
         "aliyun_vpn_credentials_success",
+        "aliyun_vpn_clock_offset_seconds",
     }
 )
 COUNTERS = frozenset(
@@ -79,6 +80,7 @@ PER_GATEWAY = frozenset(
         "aliyun_vpn_listing_success",
         "aliyun_vpn_listing_last_success_timestamp_seconds",
         "aliyun_vpn_credentials_success",
+        "aliyun_vpn_clock_offset_seconds",
     }
 )
 """Series that carry target, region_id and vpn_gateway_id."""

@@ -297,3 +297,23 @@ async def test_retried_throttling_that_recovers_is_a_successful_poll(rig: Rig) -
         rig.metrics.registry.get_sample_value("aliyun_vpn_api_requests_total", {"action": ACTION})
         == 2
     )
+
+
+@pytest.mark.parametrize("code", ["MissingRegionId", "MissingParameter", "param_error"])
+async def test_a_missing_parameter_or_param_error_is_our_bug_logged_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture, code: str
+) -> None:
+    rig.simulator.faults.add(Fault.error(code, status=400, action=ACTION))
+    with caplog.at_level(logging.WARNING, logger="exporter.collect.poller"):
+        await rig.poll("vpn-hz1healthy")
+        await rig.poll("vpn-hz1healthy")
+    assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz1healthy") == 0
+    assert rig.failures(code) == 2, "a documented code is its own label, never retried"
+    bugs = [r for r in caplog.records if "a bug, please report it" in r.getMessage()]
+    assert len(bugs) == 1
+
+
+async def test_missing_name_codes_of_parameters_never_sent_are_labelled_other(rig: Rig) -> None:
+    rig.simulator.faults.add(Fault.error("MissingFooBar", status=400, action=ACTION))
+    await rig.poll("vpn-hz1healthy")
+    assert (rig.failures("MissingFooBar"), rig.failures("other")) == (0, 1)

@@ -69,10 +69,12 @@ async def test_result_without_gateway_or_diagnose_id_is_missing_param_diagnose_i
     )
 
 
-async def test_result_without_region_is_missing_parameter(served: Served) -> None:
-    assert await served.client.error(
+async def test_result_without_region_is_missing_region_id(served: Served) -> None:
+    response = await served.client.call(
         "GetVpnGatewayDiagnoseResult", VpnGatewayId="vpn-hz1healthy"
-    ) == (400, "MissingParameter")
+    )
+    assert (response.status_code, response.json()["Code"]) == (400, "MissingRegionId")
+    assert response.json()["Message"] == "RegionId is mandatory for this action."
 
 
 async def test_result_of_an_unknown_diagnose_id_is_invalid_diagnose_id_not_found(
@@ -215,10 +217,10 @@ async def test_diagnosing_other_than_ipsec_is_invalid_parameter(served: Served) 
     assert await served.client.error("DiagnoseVpnGateway", **params) == (400, "InvalidParameter")
 
 
-async def test_diagnosing_without_resource_id_is_missing_parameter(served: Served) -> None:
+async def test_diagnosing_without_resource_id_is_missing_resource_id(served: Served) -> None:
     params = start_params()
     del params["ResourceId"]
-    assert await served.client.error("DiagnoseVpnGateway", **params) == (400, "MissingParameter")
+    assert await served.client.error("DiagnoseVpnGateway", **params) == (400, "MissingResourceId")
 
 
 async def test_repeated_client_token_returns_the_same_diagnosis(served: Served) -> None:

@@ -58,9 +58,10 @@ class SignedClient:
         body: bytes = b"",
         content_type: str | None = None,
         unsigned: tuple[str, ...] = (),
+        extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
         """A V3-signed request; header names in `unsigned` are sent but left out of the
-        signature."""
+        signature; `extra_headers` replace or add headers before signing."""
         query = list(params.items())
         headers = {
             "host": self.server.endpoint,
@@ -74,6 +75,7 @@ class SignedClient:
             headers["x-acs-security-token"] = self.token
         if content_type is not None:
             headers["content-type"] = content_type
+        headers.update(extra_headers or {})
         signed_names = [name for name in headers if name not in unsigned]
         signed, signature = signing.v3_signature(
             self.secret, method, "/", query, headers, signed_names, headers["x-acs-content-sha256"]
@@ -221,21 +223,42 @@ async def test_v3_unsigned_transport_headers_are_accepted(served: Served) -> Non
     assert (await send(served, request)).status_code == 200
 
 
-async def test_v3_date_more_than_fifteen_minutes_old_is_illegal_timestamp(
+async def test_v3_date_more_than_fifteen_minutes_old_is_invalid_timestamp_expired(
     served: Served,
 ) -> None:
     stale = served.clock() - 15 * 60 - 1
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1, date=stale)
     response = await send(served, request)
-    assert (response.status_code, code_of(response)) == (400, "IllegalTimestamp")
+    assert (response.status_code, code_of(response)) == (400, "InvalidTimeStamp.Expired")
+    assert response.json()["Message"] == "Specified time stamp or date value is expired."
 
 
-async def test_v3_date_more_than_fifteen_minutes_ahead_is_illegal_timestamp(
+async def test_v3_date_more_than_fifteen_minutes_ahead_is_invalid_timestamp_expired(
     served: Served,
 ) -> None:
     ahead = served.clock() + 15 * 60 + 1
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1, date=ahead)
-    assert code_of(await send(served, request)) == "IllegalTimestamp"
+    assert code_of(await send(served, request)) == "InvalidTimeStamp.Expired"
+
+
+async def test_v3_malformed_date_is_invalid_timestamp_format(served: Served) -> None:
+    # signed with a date in another format, so only the date is wrong
+    request = served.client.v3(
+        "GetVpnGatewayDiagnoseResult", HZ1, extra_headers={"x-acs-date": "2027/01/15 08:00:00"}
+    )
+    response = await send(served, request)
+    assert (response.status_code, code_of(response)) == (400, "InvalidTimeStamp.Format")
+
+
+async def test_answers_carry_the_simulated_apis_clock_in_their_date_header(
+    served: Served,
+) -> None:
+    ok = await send(served, served.client.v3("GetVpnGatewayDiagnoseResult", HZ1))
+    refused = await send(
+        served, served.client.v3("GetVpnGatewayDiagnoseResult", HZ1, date=START - 3600)
+    )
+    for response in (ok, refused):
+        assert response.headers.get_list("date") == ["Fri, 15 Jan 2027 08:00:00 GMT"]
 
 
 async def test_v3_date_fourteen_minutes_off_is_accepted(served: Served) -> None:
@@ -263,7 +286,7 @@ async def test_v3_nonce_is_forgotten_once_its_requests_date_has_expired(served: 
     first = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1, nonce="once")
     assert (await send(served, first)).status_code == 200
     served.clock.advance(16 * 60)
-    assert code_of(await send(served, first)) == "IllegalTimestamp"  # the replay itself
+    assert code_of(await send(served, first)) == "InvalidTimeStamp.Expired"  # the replay
     fresh = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1, nonce="once")
     assert (await send(served, fresh)).status_code == 200
 
@@ -396,9 +419,9 @@ async def test_v1_query_value_changed_after_signing_is_signature_does_not_match(
     assert code_of(await send(served, request)) == "SignatureDoesNotMatch"
 
 
-async def test_v1_stale_timestamp_is_illegal_timestamp(served: Served) -> None:
+async def test_v1_stale_timestamp_is_invalid_timestamp_expired(served: Served) -> None:
     request = served.client.v1("GetVpnGatewayDiagnoseResult", HZ1, timestamp=served.clock() - 3600)
-    assert code_of(await send(served, request)) == "IllegalTimestamp"
+    assert code_of(await send(served, request)) == "InvalidTimeStamp.Expired"
 
 
 async def test_v1_reused_signature_nonce_is_signature_nonce_used(served: Served) -> None:

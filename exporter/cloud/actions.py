@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from exporter.cloud.errors import is_missing_parameter
+
 RESULT_ACTION = "GetVpnGatewayDiagnoseResult"
 DIAGNOSE_ACTION = "DiagnoseVpnGateway"
 
@@ -16,8 +18,15 @@ DIAGNOSIS_FAILED = frozenset(
 """The diagnosis itself failed: the previous good data is kept."""
 NO_SUCH_GATEWAY = "InvalidVpnGatewayInstanceId.NotFound"
 """The gateway does not exist: a configuration problem."""
-OUR_BUG = frozenset({"MissingParam.DiagnoseInfo", "InvalidDiagnoseId.NotFound"})
-"""Codes that mean the exporter sent a wrong request."""
+OUR_BUG = frozenset({"MissingParam.DiagnoseInfo", "InvalidDiagnoseId.NotFound", "param_error"})
+"""Codes that mean the exporter sent a wrong request (`param_error`: "The param is must be
+in ...", documented on the GetVpnGatewayDiagnoseResult page)."""
+
+
+def is_our_bug(code: str | None) -> bool:
+    """Whether `code` means the exporter sent a wrong request: `OUR_BUG`, `MissingParameter`
+    or the gateway's `Missing{Name}` (`MissingRegionId`)."""
+    return code in OUR_BUG or is_missing_parameter(code)
 
 
 class DiagnosisSource(Protocol):

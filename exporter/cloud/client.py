@@ -22,6 +22,7 @@ from httpx_aiohttp import AiohttpTransport
 from prometheus_client import Counter, Histogram
 
 from exporter import __version__
+from exporter.cloud.clock_offset import ClockOffset
 from exporter.cloud.errors import (
     ApiError,
     ApiTimeout,
@@ -188,6 +189,7 @@ class VpcClient:
         self._sleep = sleep
         self._rand = rand
         self._per_action: dict[str, tuple[RateBudget, Counter, Histogram]] = {}
+        self._clock_offset = ClockOffset(self._metrics.clock_offset, wall_clock)
 
     @property
     def profile(self) -> str:
@@ -325,6 +327,7 @@ class VpcClient:
     def _decode(self, action: str, response: httpx.Response, body: bytes) -> dict[str, Any]:
         """The JSON object of a 2xx answer; raise the error a non-2xx one describes."""
         status = response.status_code
+        clock_offset = self._clock_offset.observe(response.headers.get("date"))
         try:
             document = json.loads(body)
         except (ValueError, RecursionError):
@@ -349,6 +352,7 @@ class VpcClient:
             code=str(code) if code is not None else None,
             request_id=str(request_id) if request_id is not None else None,
             retry_after=parse_retry_after(response.headers.get(RETRY_AFTER_HEADER)),
+            clock_offset=clock_offset,
         )
 
     def _action(self, action: str) -> tuple[RateBudget, Counter, Histogram]:

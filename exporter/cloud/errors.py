@@ -16,7 +16,6 @@ AUTH_CODES = frozenset(
         "InvalidAccessKeyId.NotFound",
         "InvalidAccessKeyId.Inactive",
         "IncompleteSignature",
-        "IllegalTimestamp",
         "SignatureNonceUsed",
         "InvalidSecurityToken.Expired",
         "InvalidSecurityToken.Malformed",
@@ -26,6 +25,41 @@ AUTH_CODES = frozenset(
         "Forbidden.SubUser",
     }
 )
+
+
+CLOCK_CODES = frozenset({"InvalidTimeStamp.Expired", "InvalidTimeStamp.Format", "IllegalTimestamp"})
+"""The request's date is more than 15 minutes off the API's clock, or malformed (FACTS;
+`IllegalTimestamp` from older gateways): a problem of the host clock, never of the
+credentials, so these are not `AUTH_CODES`."""
+
+MISSING_PARAMETER = "MissingParameter"
+MISSING_PREFIX = "Missing"
+"""The gateway's common code for a missing parameter is `Missing{Name}` (`MissingRegionId`)."""
+MISSING_NAMES = frozenset(
+    {
+        "RegionId",
+        "VpnGatewayId",
+        "DiagnoseId",
+        "ResourceType",
+        "ResourceId",
+        "VpnConnectionId",
+        "RouteDest",
+        "NextHop",
+        "Weight",
+        "Action",
+        "Version",
+    }
+)
+"""Parameters the exporter sends: `Missing{Name}` of these are the codes used as metric labels."""
+
+
+def is_missing_parameter(code: str | None) -> bool:
+    """Whether `code` says a required parameter was not sent: `MissingParameter` or
+    `Missing{Name}` (not `MissingParam.DiagnoseInfo`, which has its own meaning)."""
+    if code is None or not code.startswith(MISSING_PREFIX) or "." in code:
+        return False
+    name = code[len(MISSING_PREFIX) :]
+    return code == MISSING_PARAMETER or (name[:1].isupper() and name.isalnum())
 
 
 class ApiError(Exception):
@@ -43,6 +77,7 @@ class ApiError(Exception):
         code: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        clock_offset: float | None = None,
     ) -> None:
         super().__init__(message)
         self.action = action
@@ -51,6 +86,8 @@ class ApiError(Exception):
         self.code = code
         self.request_id = request_id
         self.retry_after = retry_after
+        self.clock_offset = clock_offset
+        """Host clock minus the answer's `Date` header, in seconds, when it had one."""
 
     @property
     def transient(self) -> bool:
@@ -85,7 +122,31 @@ class CloudError(ApiError):
 
     @property
     def auth_failure(self) -> bool:
-        return self.code in AUTH_CODES or self.status == 403
+        """The cloud rejected the credentials or their permissions (never a clock problem)."""
+        return not self.clock_problem and (self.code in AUTH_CODES or self.status == 403)
+
+    @property
+    def clock_problem(self) -> bool:
+        """The API refused the request's date: the host clock is off (or the date garbled)."""
+        return self.code in CLOCK_CODES
+
+
+def clock_problem_message(error: ApiError) -> str:
+    """What to tell the operator about a refused date, from the answer's `Date` header."""
+    offset = error.clock_offset
+    if offset is None:
+        return (
+            "the API refused the request's date: the host clock is probably more than "
+            "15 minutes off (the answer had no Date header to tell by how much); "
+            "synchronise it (NTP)"
+        )
+    minutes = round(abs(offset) / 60)
+    direction = "ahead of" if offset > 0 else "behind"
+    return (
+        f"the host clock is off by about {minutes} minutes ({abs(offset):.0f}s {direction} "
+        "the API's Date header); the API refuses requests more than 15 minutes off: "
+        "synchronise the host clock (NTP)"
+    )
 
 
 class NetworkError(ApiError):
@@ -121,6 +182,8 @@ class CredentialsError(ApiError):
 DOCUMENTED_CODES = (
     THROTTLING_CODES
     | AUTH_CODES
+    | CLOCK_CODES
+    | {MISSING_PREFIX + name for name in MISSING_NAMES}
     | {
         # FACTS: common codes
         "ServiceUnavailable",

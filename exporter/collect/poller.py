@@ -16,11 +16,17 @@ from exporter.cloud.actions import (
     DIAGNOSIS_FAILED,
     NO_DIAGNOSIS,
     NO_SUCH_GATEWAY,
-    OUR_BUG,
     RESULT_ACTION,
     DiagnosisSource,
+    is_our_bug,
 )
-from exporter.cloud.errors import ApiError, CloudError, CredentialsError, InvalidResponse
+from exporter.cloud.errors import (
+    ApiError,
+    CloudError,
+    CredentialsError,
+    InvalidResponse,
+    clock_problem_message,
+)
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.records import (
     GatewayKey,
@@ -96,12 +102,14 @@ class Poller:
         result = self._result(False, started, code, str(error))
         if code == NO_SUCH_GATEWAY:
             why = f"gateway does not exist, check the configuration: {error}"
+        elif error.clock_problem:
+            why = f"{clock_problem_message(error)}: {error}"
         elif error.auth_failure:
             why = (
                 "not allowed: the credentials need the RAM action "
                 f"vpc:{RESULT_ACTION} (and valid keys): {error}"
             )
-        elif code in OUR_BUG:
+        elif is_our_bug(code):
             why = f"the exporter sent a wrong request (a bug, please report it): {error}"
         else:
             why = f"poll failed: {error}"

@@ -20,7 +20,7 @@ from exporter.simulator.replies import ErrorReply
 from exporter.simulator.scenario import KeyPair
 
 MAX_CLOCK_SKEW = 15 * 60
-"""Seconds a request's date may be off the server's clock (`IllegalTimestamp` beyond)."""
+"""Seconds a request's date may be off the server's clock (`InvalidTimeStamp.Expired` beyond)."""
 MAX_NONCES = 1_000_000
 """A bound on remembered nonces whatever the request rate (the oldest go first)."""
 
@@ -82,7 +82,7 @@ class _NonceWindow:
     """Nonces of requests whose date is still acceptable.
 
     A nonce is kept until its request's date is more than `MAX_CLOCK_SKEW` in the past:
-    a replay after that fails on its date (`IllegalTimestamp`) anyway.
+    a replay after that fails on its date (`InvalidTimeStamp.Expired`) anyway.
     """
 
     def __init__(self) -> None:
@@ -137,18 +137,18 @@ class Authenticator:
         return key
 
     def _check_date(self, value: str, name: str) -> float:
-        """The request's date, if within `MAX_CLOCK_SKEW` of the clock."""
+        """The request's date, if within `MAX_CLOCK_SKEW` of the clock.
+
+        The real gateway answers `InvalidTimeStamp.Format` for a date it cannot read and
+        `InvalidTimeStamp.Expired` for one more than 15 minutes off either way (FACTS), with
+        its fixed messages: `name` and the value are not quoted back.
+        """
         try:
             sent = parse_api_time(value)
         except ValueError:
-            raise ErrorReply(
-                "IllegalTimestamp", f"{name} {value!r} is not YYYY-MM-DDThh:mm:ssZ."
-            ) from None
+            raise ErrorReply("InvalidTimeStamp.Format") from None
         if abs(self._clock() - sent) > MAX_CLOCK_SKEW:
-            raise ErrorReply(
-                "IllegalTimestamp",
-                f"{name} {value!r} is more than 15 minutes off the server's time.",
-            )
+            raise ErrorReply("InvalidTimeStamp.Expired")
         return sent
 
     def _check_token(self, key: _Key, sent: str | None) -> None:

@@ -24,10 +24,16 @@ KNOWN_ERRORS: dict[str, tuple[int, str]] = {
     ),
     "InvalidVersion": (400, "Specified parameter Version is not valid."),
     "MissingParameter": (400, "A required parameter is not supplied."),
+    # `Missing{Name}` (FACTS): built by `ErrorReply.missing`, "{Name} is mandatory for this
+    # action.", HTTP 400.
     "InvalidParameter": (400, "The specified parameter is not valid."),
     "SignatureDoesNotMatch": (400, "Specified signature does not match our calculation."),
     "IncompleteSignature": (400, "The request signature does not conform to Aliyun standards."),
     "InvalidAccessKeyId.NotFound": (404, "Specified access key is not found."),
+    "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired."),
+    # ASSUMPTION: FACTS names the code, not its message; this is the common codes' wording.
+    "InvalidTimeStamp.Format": (400, "Specified time stamp or date value is not well formatted."),
+    # older gateways (FACTS); the simulator serves the two codes above
     "IllegalTimestamp": (400, "Specified time stamp or date value is not in the valid range."),
     "SignatureNonceUsed": (400, "Specified signature nonce was used already."),
     "InvalidSecurityToken.Malformed": (400, "Specified SecurityToken is malformed."),
@@ -133,11 +139,8 @@ class ErrorReply(Exception):
 
     @classmethod
     def missing(cls, name: str) -> ErrorReply:
-        return cls(
-            "MissingParameter",
-            f'The input parameter "{name}" that is mandatory for processing this request '
-            "is not supplied.",
-        )
+        """The gateway's common code for a missing parameter: `Missing{Name}` (FACTS)."""
+        return cls(f"Missing{name}", f"{name} is mandatory for this action.")
 
     @classmethod
     def invalid(cls, name: str, value: str) -> ErrorReply:

@@ -44,6 +44,8 @@ class SimulatorServer:
             lifespan="off",
             interface="asgi3",
             proxy_headers=False,
+            # The simulator writes `Date` from its own (possibly manual) clock.
+            date_header=False,
         )
         self._server = uvicorn.Server(config)
         self._ticker: asyncio.Task[None] | None = None

@@ -13,6 +13,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
@@ -198,6 +199,8 @@ class Simulator:
             )
         )
         log.debug("%s %s -> %s %s", trace.action, own_params, trace.status, trace.code or "")
+        # The API's clock, not the host's: a client measures its clock offset by it.
+        response.headers["date"] = formatdate(self.clock(), usegmt=True)
         return response
 
     def _error(

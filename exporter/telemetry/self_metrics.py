@@ -48,6 +48,12 @@ class SelfMetrics:
             ["item"],
             registry=self.registry,
         )
+        self.clock_offset = Gauge(
+            "aliyun_vpn_clock_offset_seconds",
+            "Host clock minus the Date header of the VPC API's last answer, in seconds "
+            "(positive: the host is ahead). The API refuses requests 15 minutes off.",
+            registry=self.registry,
+        )
         self.admin_requests = Counter(
             "aliyun_vpn_admin_requests_total",
             "Requests to the admin API by operation.",
