@@ -205,7 +205,6 @@ class Run:
     reloads: int = 0
     reload_failures: int = 0
     fault_switches: int = 0
-    gateways_seen: int = 0
     started: float = 0.0
     exit_code: int | None = None
 

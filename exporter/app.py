@@ -33,10 +33,11 @@ from exporter.config.model import Config
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.render import Exposition
 from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.authentication import secure_app
 from exporter.web.listener import Listener
 from exporter.web.metrics_app import MetricsEndpoint, build_metrics_app
 from exporter.web.status_page import render_status_page
-from exporter.web.web_config import WebConfig, secure_app
+from exporter.web.web_config import WebConfig
 
 log = logging.getLogger(__name__)
 

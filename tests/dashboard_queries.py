@@ -66,7 +66,6 @@ class PanelQuery:
     """The panel's title."""
     ref_id: str
     expr: str
-    instant: bool
     required_labels: tuple[str, ...]
     """Labels every series of a non-empty result must carry (from the legend)."""
 
@@ -159,7 +158,6 @@ def panel_queries(
                         panel=panel.get("title", ""),
                         ref_id=target.get("refId", ""),
                         expr=substitute(target["expr"], board, values, macros),
-                        instant=bool(target.get("instant")) and not target.get("range"),
                         required_labels=legend_labels(target.get("legendFormat", "")),
                     )
                 )
@@ -192,7 +190,6 @@ def variable_queries(
                     panel=f"${variable['name']}",
                     ref_id="",
                     expr=substitute(match.group("selector"), board, values),
-                    instant=True,
                     required_labels=(match.group("label"),),
                 )
             )
@@ -210,8 +207,3 @@ def problems(query: PanelQuery, result: Sequence[Mapping[str, Any]]) -> list[str
         if missing:
             found.append(f"series {labels} lacks {missing}: {query}")
     return found
-
-
-def label_values(result: Sequence[Mapping[str, Any]], label: str) -> set[str]:
-    """The values of `label` across a Prometheus `data.result`."""
-    return {series["metric"][label] for series in result if label in series.get("metric", {})}

@@ -473,7 +473,7 @@ async def test_a_reset_connection_is_a_network_error_not_a_timeout(
 async def test_a_refused_connection_is_a_network_error(
     make_client: Callable[..., VpcClient], metrics: SelfMetrics
 ) -> None:
-    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    listener = await asyncio.start_server(lambda _reader, _writer: None, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     listener.close()
     await listener.wait_closed()

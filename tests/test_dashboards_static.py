@@ -265,7 +265,7 @@ def test_legend_labels_are_read_from_the_legend_format() -> None:
 
 
 def test_problems_rejects_an_empty_result_and_series_without_the_labels() -> None:
-    query = PanelQuery("d", "p", "A", "x", True, ("vpn_gateway_id",))
+    query = PanelQuery("d", "p", "A", "x", ("vpn_gateway_id",))
     assert problems(query, [])
     assert problems(query, [{"metric": {"job": "aliyun-vpn-exporter"}, "value": [0, "0"]}])
     assert not problems(query, [{"metric": {"vpn_gateway_id": "vpn-a"}, "value": [0, "1"]}])

@@ -29,8 +29,9 @@ from exporter.app import Exporter, ListenSettings
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.authentication import secure_app
 from exporter.web.listener import Limits, Listener
-from exporter.web.web_config import WebConfig, load_web_config, secure_app
+from exporter.web.web_config import WebConfig, load_web_config
 from tests.admin_harness import PASSWORD, PASSWORD_HASH, USER, admin_config, routes_scenario
 from tests.pki import Pki, make_pki
 

@@ -14,15 +14,9 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from exporter.web.authentication import AuthFailure, Principal, authenticator_for, secure_app
 from exporter.web.listener import Listener
-from exporter.web.web_config import (
-    AuthFailure,
-    Principal,
-    WebConfig,
-    WebConfigError,
-    load_web_config,
-    secure_app,
-)
+from exporter.web.web_config import WebConfig, WebConfigError, load_web_config
 from tests.pki import make_pki
 
 PASSWORD = "s3cret-password-never-shown"
@@ -255,12 +249,12 @@ def authenticator_config(tmp_path: Path) -> WebConfig:
 
 
 async def test_right_password_authenticates_as_the_user(tmp_path: Path) -> None:
-    authenticator = authenticator_config(tmp_path).authenticator()
+    authenticator = authenticator_for(authenticator_config(tmp_path))
     assert await authenticator.authenticate(basic("alice", PASSWORD)) == Principal("alice", "basic")
 
 
 async def test_wrong_password_fails_naming_the_configured_user(tmp_path: Path) -> None:
-    authenticator = authenticator_config(tmp_path).authenticator()
+    authenticator = authenticator_for(authenticator_config(tmp_path))
     assert await authenticator.authenticate(basic("alice", "guess")) == AuthFailure(
         "wrong_credentials", "alice"
     )
@@ -268,19 +262,19 @@ async def test_wrong_password_fails_naming_the_configured_user(tmp_path: Path) -
 
 async def test_unknown_user_fails_without_repeating_the_name(tmp_path: Path) -> None:
     # The "name" might be a password typed into the wrong field: it is not echoed.
-    authenticator = authenticator_config(tmp_path).authenticator()
+    authenticator = authenticator_for(authenticator_config(tmp_path))
     assert await authenticator.authenticate(basic(PASSWORD, "x")) == AuthFailure(
         "wrong_credentials"
     )
 
 
 async def test_bearer_token_authenticates_as_its_name(tmp_path: Path) -> None:
-    authenticator = authenticator_config(tmp_path).authenticator()
+    authenticator = authenticator_for(authenticator_config(tmp_path))
     assert await authenticator.authenticate(f"Bearer {TOKEN}") == Principal("ci", "bearer")
 
 
 async def test_wrong_bearer_token_fails(tmp_path: Path) -> None:
-    authenticator = authenticator_config(tmp_path).authenticator()
+    authenticator = authenticator_for(authenticator_config(tmp_path))
     assert await authenticator.authenticate("Bearer " + "0" * 48) == AuthFailure(
         "wrong_credentials"
     )
@@ -297,7 +291,7 @@ async def test_wrong_bearer_token_fails(tmp_path: Path) -> None:
     ],
 )
 async def test_missing_or_malformed_authorization_fails(tmp_path: Path, header: str | None) -> None:
-    authenticator = authenticator_config(tmp_path).authenticator()
+    authenticator = authenticator_for(authenticator_config(tmp_path))
     outcome = await authenticator.authenticate(header)
     assert isinstance(outcome, AuthFailure) and outcome.reason in ("missing", "malformed")
 
@@ -305,13 +299,13 @@ async def test_missing_or_malformed_authorization_fails(tmp_path: Path, header: 
 async def test_a_password_longer_than_bcrypt_reads_fails_instead_of_raising(
     tmp_path: Path,
 ) -> None:
-    authenticator = authenticator_config(tmp_path).authenticator()
+    authenticator = authenticator_for(authenticator_config(tmp_path))
     outcome = await authenticator.authenticate(basic("alice", PASSWORD + "x" * 100))
     assert outcome == AuthFailure("wrong_credentials", "alice")
 
 
 def test_challenges_name_every_configured_scheme(tmp_path: Path) -> None:
-    authenticator = authenticator_config(tmp_path).authenticator("admin")
+    authenticator = authenticator_for(authenticator_config(tmp_path), "admin")
     assert authenticator.challenges == [
         'Basic realm="admin", charset="UTF-8"',
         'Bearer realm="admin"',

@@ -20,7 +20,7 @@ from exporter.admin.problems import (
     UNAUTHENTICATED,
     ProblemError,
 )
-from exporter.web.web_config import (
+from exporter.web.authentication import (
     Authenticator,
     Principal,
     authorization_header,

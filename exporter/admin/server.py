@@ -25,8 +25,9 @@ from exporter.clock import Clock, SystemClock
 from exporter.cloud.client import VpcClient
 from exporter.config.model import Config
 from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.authentication import ResponseHeaders, authenticator_for
 from exporter.web.listener import Listener, parse_listen_address
-from exporter.web.web_config import ResponseHeaders, WebConfig, load_web_config
+from exporter.web.web_config import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class AdminServer:
             )
         self.settings = settings or AdminSettings()
         clock = clock or SystemClock()
-        authenticator = web_config.authenticator(REALM)
+        authenticator = authenticator_for(web_config, REALM)
         audit = Audit(metrics)
         store = IdempotencyStore(
             ttl=self.settings.idempotency_ttl,

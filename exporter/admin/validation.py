@@ -42,7 +42,6 @@ CIDR_PATTERN = rf"^({_OCTET}\.){{3}}{_OCTET}/(3[0-2]|[12]?[0-9])$"
 MAX_DESCRIPTION = 100
 """ASSUMPTION: the API page gives no limit; 1 to 100 characters is the rule of the other
 VPC descriptions, so the cloud cannot refuse what passes here."""
-WEIGHTS = (0, 100)
 
 
 def _invalid(message: str) -> PydanticCustomError:

@@ -35,3 +35,22 @@ class DiagnosisSource(Protocol):
     async def get_vpn_gateway_diagnose_result(
         self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
     ) -> dict[str, Any]: ...
+
+
+class DiagnosisRunner(Protocol):
+    """The part of the VPC client a scheduled diagnosis needs
+    (`exporter.collect.scheduled_diagnoses`)."""
+
+    async def diagnose_vpn_gateway(
+        self,
+        vpn_gateway_id: str,
+        vpn_connection_id: str,
+        *,
+        private_source_ip: str | None = None,
+        private_destination_ip: str | None = None,
+        client_token: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def get_vpn_gateway_diagnose_result(
+        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+    ) -> dict[str, Any]: ...

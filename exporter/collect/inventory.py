@@ -31,10 +31,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
 from exporter.cloud import connection_listing, gateway_listing
-from exporter.cloud.actions import DIAGNOSE_ACTION, RESULT_ACTION, DiagnosisSource
-from exporter.cloud.connection_listing import ConnectionSource, list_connections
+from exporter.cloud.actions import DIAGNOSE_ACTION, RESULT_ACTION
+from exporter.cloud.connection_listing import list_connections
 from exporter.cloud.errors import ApiError, failure_code
-from exporter.cloud.gateway_listing import GatewaySource, describe, discover
+from exporter.cloud.gateway_listing import describe, discover
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.collect.planner import Demand, TargetPlan, effective_intervals
 from exporter.collect.sharding import UNSHARDED, Shard
@@ -52,13 +52,6 @@ INFO_INTERVAL = 900.0
 READS_PER_DIAGNOSIS = 3
 """ASSUMPTION (planning only): result reads per scheduled diagnosis. A diagnosis runs for
 seconds (FACTS); with the default `diagnose.result_interval` that is two or three reads."""
-
-
-class InventoryClient(GatewaySource, ConnectionSource, DiagnosisSource, Protocol):
-    """The part of the VPC client a target's inventory and polls need."""
-
-    @property
-    def profile(self) -> str: ...
 
 
 class PlanReceiver(Protocol):

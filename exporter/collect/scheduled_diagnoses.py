@@ -27,13 +27,13 @@ import random
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.clock import Clock
-from exporter.cloud.actions import DIAGNOSE_ACTION, DIAGNOSIS_FAILED, RESULT_ACTION
+from exporter.cloud.actions import DIAGNOSE_ACTION, DIAGNOSIS_FAILED, RESULT_ACTION, DiagnosisRunner
 from exporter.cloud.errors import ApiError, CloudError, InvalidResponse, failure_code
 from exporter.collect.targets import TargetInventory, connections_of
 from exporter.config.model import DiagnoseConfig
@@ -48,24 +48,6 @@ log = logging.getLogger(__name__)
 KEEP_INTERVALS = 2
 """A scheduled diagnosis' data is kept this many diagnose intervals after it was read,
 whatever the gateway polls say: only the next scheduled diagnosis can confirm it."""
-
-
-class DiagnosisRunner(Protocol):
-    """The part of the VPC client a scheduled diagnosis needs."""
-
-    async def diagnose_vpn_gateway(
-        self,
-        vpn_gateway_id: str,
-        vpn_connection_id: str,
-        *,
-        private_source_ip: str | None = None,
-        private_destination_ip: str | None = None,
-        client_token: str | None = None,
-    ) -> dict[str, Any]: ...
-
-    async def get_vpn_gateway_diagnose_result(
-        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
-    ) -> dict[str, Any]: ...
 
 
 class DiagnosePace(Protocol):

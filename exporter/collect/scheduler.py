@@ -78,7 +78,6 @@ class PollScheduler:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._in_flight: dict[GatewayKey, asyncio.Task[object]] = {}
         self._skip_until: dict[GatewayKey, float] = {}
-        self.polls_started = 0
         self._cycles_begun: set[str] = set()
         self._last_cycle: dict[str, float] = {}
         self._started = False
@@ -274,7 +273,6 @@ class PollScheduler:
             return
         if self._skip_until.get(key, 0.0) > self.clock.monotonic():
             return
-        self.polls_started += 1
         task = asyncio.create_task(self._poll(key, client), name=f"poll:{key.vpn_gateway_id}")
         self._in_flight[key] = task
 

@@ -7,12 +7,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
+from exporter.cloud.actions import DiagnosisRunner, DiagnosisSource
+from exporter.cloud.connection_listing import ConnectionSource
+from exporter.cloud.gateway_listing import GatewaySource
 from exporter.config.model import Target
 from exporter.exposition.records import GatewayKey
 from exporter.model.connection import VpnConnection
 from exporter.model.gateway import DiscoveredGateway
+
+
+class InventoryClient(GatewaySource, ConnectionSource, DiagnosisSource, DiagnosisRunner, Protocol):
+    """The part of the VPC client a target's inventory, polls and diagnoses need."""
+
+    @property
+    def profile(self) -> str: ...
 
 
 @dataclass(eq=False)
@@ -20,8 +30,8 @@ class TargetInventory:
     """What one target covers, as of its last refreshes."""
 
     target: Target
-    client: Any
-    """The target's `VpcClient` (an `InventoryClient`)."""
+    client: InventoryClient
+    """The target's `VpcClient`."""
     account: str
     listed: tuple[str, ...]
     """This shard's gateways the target lists by ID, in config order."""

@@ -23,8 +23,6 @@ QUOTA_ITEMS = frozenset({"VpnRouteQuota", "VpnIPsecQuota", "VpnPbrRouteQuota"})
 PROBE_ITEMS = frozenset({"VcoUserInternetIpConnectivity", "VcoPrivateConnectivity"})
 CONSISTENCY_ITEM = "VcoConfigConsistency"
 ROUTE_CONFLICT_ITEM = "RouteEntryConflict"
-GATEWAY_SCOPED_ITEMS = QUOTA_ITEMS | {ROUTE_CONFLICT_ITEM}
-"""Items about the gateway as a whole (no `vpn_connection_id` label on their readings)."""
 
 
 @dataclass(frozen=True, slots=True)
