@@ -36,7 +36,7 @@ from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.authentication import secure_app
 from exporter.web.listener import Listener
 from exporter.web.metrics_app import MetricsEndpoint, build_metrics_app
-from exporter.web.status_page import render_status_page
+from exporter.web.status_page import StatusPage
 from exporter.web.web_config import WebConfig
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,9 @@ class Exporter:
             endpoint,
             healthy=self.health,
             ready=self.readiness,
-            status_page=lambda: render_status_page(self.fleet.records.values()),
+            status_page=StatusPage(
+                lambda: self.fleet.records, lambda: self.config.web.grafana_url, self.clock.time
+            ),
         )
         listen = listen or ListenSettings()
         web_config = listen.web_config or WebConfig()

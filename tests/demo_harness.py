@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 from exporter.app import Exporter, ListenSettings
 from exporter.demo import demo_config, running_demo_simulator
@@ -26,12 +27,14 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_demo_exporter(address: str = "127.0.0.1:0") -> AsyncIterator[Exporter]:
-    """The demo exporter in this event loop, once every demo gateway has been polled."""
+async def running_demo_exporter(
+    address: str = "127.0.0.1:0", *, update: Mapping[str, Any] | None = None
+) -> AsyncIterator[Exporter]:
+    """The demo exporter in this event loop, once every demo gateway has been polled;
+    `update` replaces top-level sections of the demo config (`{"web": WebSettings(...)}`)."""
     async with running_demo_simulator() as endpoint:
-        instance = Exporter(
-            demo_config(endpoint), listen=ListenSettings(address=address), metrics=SelfMetrics()
-        )
+        config = demo_config(endpoint).model_copy(update=update)
+        instance = Exporter(config, listen=ListenSettings(address=address), metrics=SelfMetrics())
         await instance.start()
         try:
             deadline = time.monotonic() + STARTUP_BOUND

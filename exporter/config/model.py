@@ -301,6 +301,21 @@ class AdminConfig(StrictModel):
     allowed_destinations: tuple[Cidr, ...] = ()
 
 
+def _check_grafana_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise invalid("grafana_url", "not a Grafana base URL (http(s)://host[:port][/path])")
+    return url.rstrip("/")
+
+
+class WebSettings(StrictModel):
+    """What the status page at `/` shows besides the gateways."""
+
+    grafana_url: Annotated[str, AfterValidator(_check_grafana_url)] | None = None
+    """Grafana's base URL (`https://grafana.example.com`, or with a sub-path): the page
+    then links to the shipped dashboards, each gateway to its detail dashboard."""
+
+
 def _implied_credentials() -> dict[str, CredentialsProfile]:
     return {"default": DefaultProfile()}
 
@@ -317,6 +332,7 @@ class Config(StrictModel):
     diagnose: DiagnoseConfig = DiagnoseConfig()
     gateway_info: GatewayInfoConfig = GatewayInfoConfig()
     admin: AdminConfig = AdminConfig()
+    web: WebSettings = WebSettings()
 
     @field_validator("credentials")
     @classmethod

@@ -7,7 +7,7 @@ scrape by the stock client library. Nothing per-gateway is rendered on the scrap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import exposition as text_format
@@ -136,7 +136,7 @@ def build_metrics_app(
     *,
     healthy: Check,
     ready: Check,
-    status_page: Callable[[], str],
+    status_page: Callable[[Mapping[str, str]], Awaitable[str]],
 ) -> ASGIApp:
     """The ASGI app of the metrics listener."""
 
@@ -147,8 +147,8 @@ def build_metrics_app(
 
         return endpoint
 
-    async def index(_: Request) -> Response:
-        return HTMLResponse(status_page())
+    async def index(request: Request) -> Response:
+        return HTMLResponse(await status_page(request.query_params))
 
     others = Starlette(
         routes=[
