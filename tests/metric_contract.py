@@ -15,6 +15,7 @@ GAUGES = frozenset(
         "aliyun_vpn_probe_packet_loss_ratio",
         "aliyun_vpn_probe_reachable",
         "aliyun_vpn_config_consistent",
+        "aliyun_vpn_config_peer_available",
         "aliyun_vpn_config_diff_entries",
         "aliyun_vpn_route_conflicts",
         "aliyun_vpn_diagnose_begin_timestamp_seconds",

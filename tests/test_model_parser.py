@@ -318,28 +318,52 @@ def test_private_probe_src_ip_is_the_vpc_side_and_target_ip_the_peer_side() -> N
 def test_consistency_with_empty_differences_and_nothing_lacking_is_consistent(
     description: dict[str, object],
 ) -> None:
-    assert read(CONSISTENCY_ITEM, json.dumps(description)) == ConsistencyReading(True, 0)
+    assert read(CONSISTENCY_ITEM, json.dumps(description)) == ConsistencyReading(True, 0, True)
 
 
 def test_consistency_with_a_list_of_differences_counts_them() -> None:
     description = {"vcoDiffConf": [{"name": "ike_version"}, {"name": "psk"}], "vcoLackConf": []}
-    assert read(CONSISTENCY_ITEM, description) == ConsistencyReading(False, 2)
+    assert read(CONSISTENCY_ITEM, description) == ConsistencyReading(False, 2, True)
 
 
 def test_consistency_with_an_object_of_differences_counts_its_keys() -> None:
     description = {"vcoDiffConf": {"ike_version": ["ikev1", "ikev2"]}, "vcoLackConf": []}
-    assert read(CONSISTENCY_ITEM, description) == ConsistencyReading(False, 1)
+    assert read(CONSISTENCY_ITEM, description) == ConsistencyReading(False, 1, True)
 
 
 def test_consistency_with_differences_as_json_text_counts_them() -> None:
     description = {"vcoDiffConf": '["ike_version","psk","dh_group"]', "vcoLackConf": "[]"}
     assert read(CONSISTENCY_ITEM, json.dumps(json.dumps(description))) == ConsistencyReading(
-        False, 3
+        False, 3, True
     )
 
 
-def test_consistency_lacking_the_peer_config_is_inconsistent() -> None:
-    assert read(CONSISTENCY_ITEM, {"vcoLackConf": ["ike"]}) == ConsistencyReading(False, None)
+def test_consistency_with_settings_the_peer_lacks_is_inconsistent() -> None:
+    reading = read(CONSISTENCY_ITEM, {"vcoLackConf": ["ike"]})
+    assert reading == ConsistencyReading(False, None, peer_available=True)
+
+
+@pytest.mark.parametrize("nothing_lacking", [False, "false", "False"])
+def test_consistency_with_vco_lack_conf_false_and_no_differences_is_consistent(
+    nothing_lacking: object,
+) -> None:
+    description = {"vcoLackConf": nothing_lacking, "vcoDiffConf": []}
+    assert read(CONSISTENCY_ITEM, json.dumps(description)) == ConsistencyReading(True, 0, True)
+
+
+def test_consistency_with_vco_lack_conf_false_and_differences_is_inconsistent() -> None:
+    description = {"vcoLackConf": False, "vcoDiffConf": [{"name": "psk"}]}
+    assert read(CONSISTENCY_ITEM, description) == ConsistencyReading(False, 1, True)
+
+
+@pytest.mark.parametrize("unavailable", [True, "true"])
+def test_consistency_with_vco_lack_conf_true_is_unknown_with_the_peer_unavailable(
+    unavailable: object,
+) -> None:
+    description = {"vcoLackConf": unavailable, "vcoDiffConf": [], "vcoRunningConf": {}}
+    reading, error = parse_description(CONSISTENCY_ITEM, json.dumps(description))
+    assert error is None
+    assert reading == ConsistencyReading(consistent=None, diff_entries=None, peer_available=False)
 
 
 def test_consistency_missing_one_of_the_two_keys_is_unknown() -> None:
@@ -349,7 +373,7 @@ def test_consistency_missing_one_of_the_two_keys_is_unknown() -> None:
 @pytest.mark.parametrize("value", ["none", "ike_version", 0, 2, True, "false"])
 def test_consistency_with_free_text_or_scalars_is_unknown(value: object) -> None:
     reading = read(CONSISTENCY_ITEM, {"vcoDiffConf": value, "vcoLackConf": []})
-    assert reading == ConsistencyReading(None, None)
+    assert reading == ConsistencyReading(None, None, peer_available=True)
 
 
 @pytest.mark.parametrize("empty", [None, "", "null"])

@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from exporter.simulator.clock import parse_api_time
 from exporter.simulator.generator import PROFILES, generated_scenario
-from exporter.simulator.items import ITEM_ORDER, QuotaItem, describe
+from exporter.simulator.items import (
+    ITEM_ORDER,
+    ConfigDiff,
+    ConsistencyItem,
+    QuotaItem,
+    describe,
+)
 from exporter.simulator.scenario import (
     DEMO_ACCESS_KEY_ID,
     ScenarioError,
@@ -321,3 +328,22 @@ def test_missing_scenario_file_is_a_scenario_error(tmp_path: Path) -> None:
 def test_scenario_file_that_is_not_yaml_is_a_scenario_error(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError):
         load_scenario(write(tmp_path, "key_pairs: [unclosed"))
+
+
+def test_a_consistency_item_takes_one_vco_lack_conf_form() -> None:
+    with pytest.raises(ValidationError, match="boolean vcoLackConf"):
+        ConsistencyItem(
+            name="VcoConfigConsistency", lack=["IkeConfig.IkePfs"], lack_as_boolean=True
+        )
+    with pytest.raises(ValidationError, match="no differing settings"):
+        ConsistencyItem(
+            name="VcoConfigConsistency",
+            peer_unavailable=True,
+            diff=[ConfigDiff(setting="IkeConfig.IkePfs", local="group2", peer="group14")],
+        )
+
+
+async def test_demo_healthy_gateway_writes_vco_lack_conf_as_false(served: Served) -> None:
+    found = readings(await latest(served, "cn-hangzhou", "vpn-hz1healthy"))
+    assert found["VcoConfigConsistency"]["vcoLackConf"] is False
+    assert found["VcoConfigConsistency"]["vcoDiffConf"] == []

@@ -68,6 +68,11 @@ PROBE_REACHABLE = _family(
 CONFIG_CONSISTENT = _family(
     "config_consistent", "1 if the IPsec configuration matches its peer (VcoConfigConsistency)."
 )
+CONFIG_PEER_AVAILABLE = _family(
+    "config_peer_available",
+    "0 if the diagnosis could not obtain the peer's IPsec configuration (VcoConfigConsistency "
+    "vcoLackConf true): consistency is then unknown and config_consistent absent.",
+)
 CONFIG_DIFF = _family(
     "config_diff_entries", "IPsec settings that differ from the peer (VcoConfigConsistency)."
 )
@@ -158,6 +163,7 @@ FAMILIES: tuple[Family, ...] = (
     PROBE_LOSS,
     PROBE_REACHABLE,
     CONFIG_CONSISTENT,
+    CONFIG_PEER_AVAILABLE,
     CONFIG_DIFF,
     ROUTE_CONFLICTS,
     BEGIN_TIME,
@@ -289,6 +295,8 @@ def _render_connection(out: _Lines, conn: str, shown: Diagnosis, latest: Diagnos
         elif isinstance(reading, ConsistencyReading):
             if reading.consistent is not None:
                 out.add(CONFIG_CONSISTENT, 1.0 if reading.consistent else 0.0, conn)
+            if reading.peer_available is not None:
+                out.add(CONFIG_PEER_AVAILABLE, 1.0 if reading.peer_available else 0.0, conn)
             if reading.diff_entries is not None:
                 out.add(CONFIG_DIFF, float(reading.diff_entries), conn)
     if shown.begin_time is not None:

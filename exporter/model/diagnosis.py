@@ -67,10 +67,16 @@ class ProbeReading:
 
 @dataclass(frozen=True, slots=True)
 class ConsistencyReading:
-    """`VcoConfigConsistency`. `diff_entries` only when the payload lets us count them."""
+    """`VcoConfigConsistency`. `diff_entries` only when the payload lets us count them.
+
+    `peer_available` False: the system could not obtain the peer's configuration
+    (`vcoLackConf: true`), so consistency is unknown and `consistent` is None; True when
+    `vcoLackConf` says nothing is lacking or lists what is; None when it does not tell.
+    """
 
     consistent: bool | None
     diff_entries: int | None
+    peer_available: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,12 @@ Rules for the shapes FACTS marks unknown (these decide what may become a number)
 - `VcoConfigConsistency`: `vcoDiffConf` and `vcoLackConf` are *counted* when they are a
   JSON array or object (directly or as JSON text: its length), null or an empty string
   (0). Anything else, free text included (it might name a setting as well as say "none"),
-  is uncountable. `consistent` is False when either counts above 0, True when both are
-  present and count 0, else None. `diff_entries` is the count of `vcoDiffConf`, else None.
+  is uncountable. `vcoLackConf` may also be a boolean, as the API page's wording ("The
+  system cannot obtain the configuration of the peer") suggests: `false` counts 0
+  (nothing lacking), `true` means the peer's configuration could not be obtained, so
+  consistency is unknown (`peer_available` False, `consistent` and `diff_entries` None).
+  Otherwise `consistent` is False when either counts above 0, True when both are present
+  and count 0, else None. `diff_entries` is the count of `vcoDiffConf`, else None.
   A description that is not a JSON object is an error; an empty one is not.
 - `RouteEntryConflict`: `conflicts` is the length of a top-level JSON array, or of the one
   array-valued key whose name contains "conflict" or "route" (case-insensitive, e.g.
@@ -258,13 +262,17 @@ def _read_consistency(item: str, value: object, problems: list[str]) -> Reading:
     if fields is None:
         return _UNKNOWN
     diff = _entries(fields["vcoDiffConf"]) if "vcoDiffConf" in fields else None
-    lack = _entries(fields["vcoLackConf"]) if "vcoLackConf" in fields else None
+    raw_lack = _boolean_text(fields.get("vcoLackConf"))
+    if raw_lack is True:
+        return ConsistencyReading(consistent=None, diff_entries=None, peer_available=False)
+    lack = 0 if raw_lack is False else _entries(raw_lack) if "vcoLackConf" in fields else None
     consistent: bool | None = None
     if (diff or 0) > 0 or (lack or 0) > 0:
         consistent = False
     elif diff == 0 and lack == 0:
         consistent = True
-    return ConsistencyReading(consistent=consistent, diff_entries=diff)
+    peer_available = True if lack is not None else None
+    return ConsistencyReading(consistent, diff, peer_available)
 
 
 def _read_route_conflict(item: str, value: object, problems: list[str]) -> Reading:
@@ -352,6 +360,13 @@ def _entries(value: object) -> int | None:
     if isinstance(decoded, list | Mapping):
         return len(decoded)
     return None
+
+
+def _boolean_text(value: object) -> object:
+    """`value`, with the texts `true` and `false` (any case) read as booleans."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
 
 
 def _list_length(value: object) -> int | None:

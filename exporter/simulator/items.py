@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Level(StrEnum):
@@ -89,10 +89,28 @@ class ConfigDiff(_Model):
 
 
 class ConsistencyItem(_Model):
+    """The consistency of the connection's IPsec settings with its peer's.
+
+    `lack_as_boolean` writes `vcoLackConf` as a boolean (`false`: nothing lacking), the form
+    the API page's wording suggests, instead of a list of lacking settings;
+    `peer_unavailable` says the peer's configuration could not be obtained at all
+    (`vcoLackConf: true`, nothing running or differing is known).
+    """
+
     name: Literal["VcoConfigConsistency"]
     level: Level = Level.NORMAL
     diff: list[ConfigDiff] = []
     lack: list[str] = []
+    lack_as_boolean: bool = False
+    peer_unavailable: bool = False
+
+    @model_validator(mode="after")
+    def _one_lack_form(self) -> Self:
+        if (self.lack_as_boolean or self.peer_unavailable) and self.lack:
+            raise ValueError("a boolean vcoLackConf cannot list lacking settings")
+        if self.peer_unavailable and self.diff:
+            raise ValueError("an unavailable peer configuration has no differing settings")
+        return self
 
 
 class RouteConflict(_Model):
@@ -139,7 +157,8 @@ def wave(at: float, phase: float, period: float) -> float:
 
 
 # ASSUMPTION (shape undocumented): both ends' settings as flat objects; the peer's differs
-# where the scenario says so; `vcoDiffConf` a list with one entry per differing setting.
+# where the scenario says so; `vcoDiffConf` a list with one entry per differing setting;
+# `vcoLackConf` a list of the settings the peer lacks, or a boolean (`ConsistencyItem`).
 BASE_IPSEC_CONFIG = {
     "IkeConfig.IkeVersion": "ikev2",
     "IkeConfig.IkeMode": "main",
@@ -192,6 +211,15 @@ def describe(
             "lossRate": loss_rate,
         }
     if isinstance(item, ConsistencyItem):
+        if item.peer_unavailable:
+            # ASSUMPTION (shape undocumented): with the peer's configuration out of reach,
+            # nothing is running or differing as far as the diagnosis knows.
+            return {
+                "vcoConf": dict(BASE_IPSEC_CONFIG),
+                "vcoRunningConf": {},
+                "vcoDiffConf": [],
+                "vcoLackConf": True,
+            }
         peer = dict(BASE_IPSEC_CONFIG)
         for diff in item.diff:
             peer[diff.setting] = diff.peer
@@ -204,7 +232,7 @@ def describe(
             "vcoDiffConf": [
                 {"name": d.setting, "localValue": d.local, "peerValue": d.peer} for d in item.diff
             ],
-            "vcoLackConf": list(item.lack),
+            "vcoLackConf": False if item.lack_as_boolean else list(item.lack),
         }
     # ASSUMPTION (shape undocumented): a list of conflicting routes.
     return {
