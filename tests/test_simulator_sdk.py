@@ -282,3 +282,95 @@ async def test_sdk_service_unavailable_raises_server_exception(sdk: Sdk) -> None
             models.DescribeVpnGatewaysRequest(region_id="cn-hangzhou"),
         )
     assert (raised.value.status_code, raised.value.code) == (503, "ServiceUnavailable")
+
+
+async def test_sdk_creates_lists_and_deletes_a_route(sdk: Sdk) -> None:
+    client = sdk.client()
+    route = {
+        "region_id": "cn-hangzhou",
+        "vpn_connection_id": "vco-hz1healthy",
+        "route_dest": "192.168.50.0/24",
+        "next_hop": "vco-hz1healthy",
+        "weight": 100,
+    }
+    created = await sdk.call(
+        client,
+        "create_vco_route_entry",
+        models.CreateVcoRouteEntryRequest(description="branch 50", **route),
+    )
+    assert (created.route_dest, created.state, created.weight) == (
+        "192.168.50.0/24",
+        "published",
+        100,
+    )
+    listed = await sdk.call(
+        client,
+        "describe_vco_route_entries",
+        models.DescribeVcoRouteEntriesRequest(
+            region_id="cn-hangzhou", vpn_connection_id="vco-hz1healthy"
+        ),
+    )
+    assert [(r.route_dest, r.next_hop, r.state) for r in listed.vco_route_entries] == [
+        ("192.168.50.0/24", "vco-hz1healthy", "published")
+    ]
+    assert [(c.route_entry_type, c.route_count) for c in listed.vpn_route_counts] == [("custom", 1)]
+    sdk.clock.advance(60)  # the connection settles after the create
+    deleted = await sdk.call(
+        client, "delete_vco_route_entry", models.DeleteVcoRouteEntryRequest(**route)
+    )
+    assert deleted.request_id
+    after = await sdk.call(
+        client,
+        "describe_vco_route_entries",
+        models.DescribeVcoRouteEntriesRequest(
+            region_id="cn-hangzhou", vpn_connection_id="vco-hz1healthy"
+        ),
+    )
+    assert after.total_count == 0
+
+
+@pytest.mark.parametrize("sdk", ["v3-sync", "v1-async"], indirect=True)
+async def test_sdk_dry_run_create_raises_dry_run_operation(sdk: Sdk) -> None:
+    request = models.CreateVcoRouteEntryRequest(
+        region_id="cn-hangzhou",
+        vpn_connection_id="vco-hz1healthy",
+        route_dest="192.168.51.0/24",
+        next_hop="vco-hz1healthy",
+        weight=0,
+        dry_run=True,
+    )
+    with pytest.raises(ClientException) as raised:
+        await sdk.call(sdk.client(), "create_vco_route_entry", request)
+    assert (raised.value.status_code, raised.value.code) == (400, "DryRunOperation")
+
+
+@pytest.mark.parametrize("sdk", ["v3-async", "v1-sync"], indirect=True)
+async def test_sdk_host_clock_twenty_minutes_ahead_raises_invalid_timestamp_expired(
+    sdk: Sdk,
+) -> None:
+    sdk.clock.advance(-20 * 60)  # the API's clock behind: the SDK's date is 20 min ahead
+    with pytest.raises(ClientException) as raised:
+        await sdk.call(
+            sdk.client(),
+            "get_vpn_gateway_diagnose_result",
+            get_result(vpn_gateway_id="vpn-hz1healthy"),
+        )
+    assert (raised.value.status_code, raised.value.code) == (400, "InvalidTimeStamp.Expired")
+    assert "Specified time stamp or date value is expired." in raised.value.message
+
+
+@pytest.mark.parametrize("sdk", ["v3-sync", "v1-async"], indirect=True)
+async def test_sdk_request_without_region_raises_missing_region_id(sdk: Sdk) -> None:
+    request = models.GetVpnGatewayDiagnoseResultRequest(vpn_gateway_id="vpn-hz1healthy")
+    with pytest.raises(ClientException) as raised:
+        await sdk.call(sdk.client(), "get_vpn_gateway_diagnose_result", request)
+    assert (raised.value.status_code, raised.value.code) == (400, "MissingRegionId")
+    assert "RegionId is mandatory for this action." in raised.value.message
+
+
+@pytest.mark.parametrize("sdk", ["v3-async", "v1-sync"], indirect=True)
+async def test_sdk_client_token_out_of_ascii_raises_param_error(sdk: Sdk) -> None:
+    request = get_result(vpn_gateway_id="vpn-hz1healthy", client_token="tôken")
+    with pytest.raises(ClientException) as raised:
+        await sdk.call(sdk.client(), "get_vpn_gateway_diagnose_result", request)
+    assert (raised.value.status_code, raised.value.code) == (400, "param_error")

@@ -1,8 +1,10 @@
 """The simulator's wire protocol: signatures verified, tampering rejected, over real HTTP.
 
-Requests are signed with `exporter.cloud.signing` (which the official SDK's own tests vouch
-for) and then tampered with. `SignedClient` and the `served` fixture are shared with the
-other simulator tests.
+Requests the simulator must accept are signed by the official SDK's own functions
+(`alibabacloud_tea_openapi.utils.Utils.get_authorization`, `get_rpcsignature`): the
+simulator verifies with `exporter.cloud.signing`, so a drift of that module fails them.
+Tampering cases sign with `exporter.cloud.signing` (`signer = "own"`) and then change the
+request. `SignedClient` and the `served` fixture are shared with the other simulator tests.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
+from alibabacloud_tea_openapi.utils import Utils  # type: ignore[import-untyped]
+from darabonba.request import DaraRequest  # type: ignore[import-untyped]
 
 from exporter.cloud import signing
 from exporter.simulator.clock import ManualClock, format_api_time
@@ -31,8 +36,22 @@ START = 1_800_000_000.0
 """2027-01-15T08:00:00Z: simulator tests run on a manual clock starting here."""
 
 
+Signer = Literal["sdk", "own"]
+
+
+def wire_query(pairs: Mapping[str, str]) -> str:
+    """The query as sent: RFC 3986 percent-encoding, by the standard library."""
+    return urlencode(list(pairs.items()), quote_via=quote, safe="~")
+
+
 class SignedClient:
-    """Builds requests signed like the official SDK's (V3 or V1) for the simulator."""
+    """Builds requests signed like the official SDK's (V3 or V1) for the simulator.
+
+    `signer`: "sdk" signs with the official SDK's functions, "own" with
+    `exporter.cloud.signing` (for requests tampered with after signing).
+    """
+
+    signer: Signer = "sdk"
 
     def __init__(
         self,
@@ -77,11 +96,22 @@ class SignedClient:
             headers["content-type"] = content_type
         headers.update(extra_headers or {})
         signed_names = [name for name in headers if name not in unsigned]
-        signed, signature = signing.v3_signature(
-            self.secret, method, "/", query, headers, signed_names, headers["x-acs-content-sha256"]
-        )
-        headers["authorization"] = signing.v3_authorization(self.key_id, signed, signature)
-        url = f"{self.server.url}/?{signing.canonical_query(query)}"
+        payload_hash = headers["x-acs-content-sha256"]
+        if self.signer == "sdk":
+            sdk_request = DaraRequest()
+            sdk_request.method = method
+            sdk_request.pathname = "/"
+            sdk_request.query = dict(query)
+            sdk_request.headers = {name: headers[name] for name in signed_names}
+            headers["authorization"] = Utils.get_authorization(
+                sdk_request, "ACS3-HMAC-SHA256", payload_hash, self.key_id, self.secret
+            )
+        else:
+            signed, signature = signing.v3_signature(
+                self.secret, method, "/", query, headers, signed_names, payload_hash
+            )
+            headers["authorization"] = signing.v3_authorization(self.key_id, signed, signature)
+        url = f"{self.server.url}/?{wire_query(dict(query))}"
         return self.http.build_request(method, url, headers=headers, content=body)
 
     def v1(
@@ -105,8 +135,11 @@ class SignedClient:
         }
         if self.token is not None:
             query["SecurityToken"] = self.token
-        query["Signature"] = signing.v1_signature(self.secret, "POST", query.items())
-        url = f"{self.server.url}/?{signing.canonical_query(query.items())}"
+        if self.signer == "sdk":
+            query["Signature"] = Utils.get_rpcsignature(query, "POST", self.secret)
+        else:
+            query["Signature"] = signing.v1_signature(self.secret, "POST", query.items())
+        url = f"{self.server.url}/?{wire_query(query)}"
         return self.http.build_request("POST", url)
 
     async def call(self, action: str, **params: str) -> httpx.Response:
@@ -181,6 +214,7 @@ async def test_v3_request_signed_per_facts_is_answered(served: Served) -> None:
 async def test_v3_query_value_changed_after_signing_is_signature_does_not_match(
     served: Served,
 ) -> None:
+    served.client.signer = "own"
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1)
     request.url = request.url.copy_set_param("VpnGatewayId", "vpn-hz2quota")
     response = await send(served, request)
@@ -190,6 +224,7 @@ async def test_v3_query_value_changed_after_signing_is_signature_does_not_match(
 async def test_v3_query_parameter_added_after_signing_is_signature_does_not_match(
     served: Served,
 ) -> None:
+    served.client.signer = "own"
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1)
     request.url = request.url.copy_add_param("DiagnoseId", "vpndgn-x")
     assert code_of(await send(served, request)) == "SignatureDoesNotMatch"
@@ -198,12 +233,14 @@ async def test_v3_query_parameter_added_after_signing_is_signature_does_not_matc
 async def test_v3_signed_header_changed_after_signing_is_signature_does_not_match(
     served: Served,
 ) -> None:
+    served.client.signer = "own"
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1)
     request.headers["x-acs-signature-nonce"] = "another-nonce"
     assert code_of(await send(served, request)) == "SignatureDoesNotMatch"
 
 
 async def test_v3_added_unsigned_x_acs_header_is_incomplete_signature(served: Served) -> None:
+    served.client.signer = "own"
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1)
     request.headers["x-acs-extra"] = "smuggled"
     response = await send(served, request)
@@ -211,6 +248,7 @@ async def test_v3_added_unsigned_x_acs_header_is_incomplete_signature(served: Se
 
 
 async def test_v3_unsigned_host_header_is_incomplete_signature(served: Served) -> None:
+    served.client.signer = "own"
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1, unsigned=("host",))
     assert code_of(await send(served, request)) == "IncompleteSignature"
 
@@ -269,6 +307,7 @@ async def test_v3_date_fourteen_minutes_off_is_accepted(served: Served) -> None:
 async def test_v3_stale_date_swapped_for_a_fresh_one_is_signature_does_not_match(
     served: Served,
 ) -> None:
+    served.client.signer = "own"
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1, date=served.clock() - 3600)
     request.headers["x-acs-date"] = format_api_time(served.clock())
     assert code_of(await send(served, request)) == "SignatureDoesNotMatch"
@@ -315,6 +354,7 @@ async def test_v3_wrong_secret_is_signature_does_not_match(served: Served) -> No
 async def test_v3_malformed_authorization_is_incomplete_signature(
     served: Served, authorization: str
 ) -> None:
+    served.client.signer = "own"
     request = served.client.v3("GetVpnGatewayDiagnoseResult", HZ1)
     request.headers["authorization"] = authorization
     assert code_of(await send(served, request)) == "IncompleteSignature"
@@ -357,6 +397,7 @@ async def test_v3_form_encoded_body_parameters_are_read(served: Served) -> None:
 async def test_v3_body_not_matching_its_content_sha256_is_signature_does_not_match(
     served: Served,
 ) -> None:
+    served.client.signer = "own"
     request = served.client.v3(
         "GetVpnGatewayDiagnoseResult",
         {"RegionId": "cn-hangzhou"},
@@ -414,6 +455,7 @@ async def test_v1_request_signed_per_facts_is_answered(served: Served) -> None:
 async def test_v1_query_value_changed_after_signing_is_signature_does_not_match(
     served: Served,
 ) -> None:
+    served.client.signer = "own"
     request = served.client.v1("GetVpnGatewayDiagnoseResult", HZ1)
     request.url = request.url.copy_set_param("VpnGatewayId", "vpn-hz2quota")
     assert code_of(await send(served, request)) == "SignatureDoesNotMatch"
@@ -437,6 +479,7 @@ async def test_v1_unknown_access_key_is_invalid_access_key_id_not_found(served: 
 
 
 async def test_v1_other_signature_method_is_incomplete_signature(served: Served) -> None:
+    served.client.signer = "own"
     request = served.client.v1("GetVpnGatewayDiagnoseResult", HZ1)
     request.url = request.url.copy_set_param("SignatureMethod", "HMAC-SHA256")
     assert code_of(await send(served, request)) == "IncompleteSignature"
@@ -451,6 +494,7 @@ async def test_unknown_action_is_invalid_action_not_found(served: Served) -> Non
 
 
 async def test_other_api_version_is_invalid_version(served: Served) -> None:
+    served.client.signer = "own"
     request = served.client.v3("DescribeVpnGateways", {"RegionId": "cn-hangzhou"})
     request.headers["x-acs-version"] = "2014-05-26"  # no longer matches the signature...
     # ...but the version is checked first, as the gateway routes on it

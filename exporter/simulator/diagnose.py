@@ -104,8 +104,21 @@ def _gateway(call: Call, gateway_id: str) -> Gateway:
     return gateway
 
 
+_MAX_CLIENT_TOKEN = 64
+
+
+def _client_token(call: Call) -> None:
+    """The API page documents `param_error` ("The param is must be in ...") without saying
+    for which parameter. ASSUMPTION: a `ClientToken` that is not 1 to 64 ASCII characters
+    (the page: "The client token can contain only ASCII characters")."""
+    token = call.param("ClientToken")
+    if token is not None and (not token.isascii() or len(token) > _MAX_CLIENT_TOKEN):
+        raise ErrorReply("param_error")
+
+
 def get_vpn_gateway_diagnose_result(call: Call) -> dict[str, Any]:
     region = call.region_id
+    _client_token(call)
     diagnose_id = call.param("DiagnoseId")
     gateway_id = call.param("VpnGatewayId")
     if diagnose_id is not None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.simulator.items import ItemSpec, complete_items
-from exporter.simulator.scenario import ConnectionSpec, GatewaySpec
+from exporter.simulator.scenario import ConnectionSpec, GatewaySpec, LearnedRouteSpec
 
 _FILTER_ATTRIBUTES = {
     "VpnGatewayId": "id",
@@ -50,6 +50,24 @@ class Connection:
     """While a route change runs (`state` is `updating`): when it ends."""
     tunnels: list[tuple[str, str]] = field(default_factory=list)
     """(State, Status) of each tunnel; empty: two tunnels in the connection's own status."""
+    learned_routes: tuple[LearnedRouteSpec, ...] = ()
+    """BGP routes the connection learned (read-only)."""
+
+    def tunnel(self, index: int) -> tuple[str, str, str]:
+        """(TunnelId, State, Status) of tunnel 1 or 2: every simulated connection is
+        dual-tunnel."""
+        state, status = (
+            self.tunnels[index - 1] if len(self.tunnels) >= index else ("active", self.status)
+        )
+        return f"tun-{suffix(self.id)}{index}", state, status
+
+    def established_tunnel_ids(self) -> list[str]:
+        """The tunnels whose IPsec SA (phase 2) is up."""
+        return [
+            tunnel_id
+            for tunnel_id, _, status in (self.tunnel(1), self.tunnel(2))
+            if status == "ipsec_sa_established"
+        ]
 
     def settle(self, now: float) -> Connection:
         """End a route change whose time has come (back to `attached`); return self.
@@ -119,6 +137,7 @@ def connection_from_spec(spec: ConnectionSpec, gateway: GatewaySpec) -> Connecti
         state=spec.state or ("attached" if spec.attach_type == "CEN" else "active"),
         tags=dict(spec.tags),
         tunnels=[(tunnel.state, tunnel.status) for tunnel in spec.tunnels],
+        learned_routes=tuple(spec.learned_routes),
     )
 
 

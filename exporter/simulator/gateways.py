@@ -43,13 +43,9 @@ def gateway_json(gateway: Gateway) -> dict[str, Any]:
 
 
 def _tunnel(connection: Connection, index: int) -> dict[str, Any]:
-    state, status = (
-        connection.tunnels[index - 1]
-        if len(connection.tunnels) >= index
-        else ("active", connection.status)
-    )
+    tunnel_id, state, status = connection.tunnel(index)
     return {
-        "TunnelId": f"tun-{connection.id.partition('-')[2]}{index}",
+        "TunnelId": tunnel_id,
         "TunnelIndex": index,
         "Role": "master" if index == 1 else "slave",
         "State": state,

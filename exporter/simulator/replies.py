@@ -55,6 +55,7 @@ KNOWN_ERRORS: dict[str, tuple[int, str]] = {
         "The request uses the same client token as a previous, but non-identical request.",
     ),
     # GetVpnGatewayDiagnoseResult (the API page beside FACTS)
+    "param_error": (400, "The param is must be in ..."),
     "MissingParam.DiagnoseInfo": (
         400,
         "The VPN gateway ID and diagnose ID cannot be empty at the same time.",

@@ -28,14 +28,23 @@ not model, by an injected fault):
 - `DryRunOperation`: `DryRun=true` and every check passed;
 - `Forbidden`, `Forbbiden.SubUser`: injected faults (`Fault.error("Forbidden", ...)`).
 
-ASSUMPTIONS (the pages are silent; the exporter depends on none of them): which conflict
-rule yields which code (the table above); the undocumented error for a connection that is
-not attached to a transit router (`InvalidParameter` here); that `100.64.0.0/10` is
-accepted (the page warns that such a route breaks the connection rather than saying it is
-refused, which is why the exporter refuses it itself); a route's `State` in
-DescribeVcoRouteEntries (`pending` while its connection is `updating`, then `published`);
-`Source`; the description rules (1 to 100 characters, no `http://` or `https://` prefix,
-as other VPC descriptions); and DeleteVcoRouteEntry's not-found code.
+DescribeVcoRouteEntries lists what the SDK's model documents: destination routes by
+default (`RouteEntryType` custom), BGP routes when asked (bgp); a destination route is
+`published`; a BGP route (`bgp`, from the scenario's `learned_routes`) is
+`Active` with its `Source` (`CLOUD` or `VPN_BGP`), `AsPath` and `Community`; every route of
+a dual-tunnel connection (every simulated one) carries `NextHopTunnelIdList`, the tunnels
+whose phase 2 succeeded, and the answer carries `VpnRouteCounts` per type and source.
+
+ASSUMPTIONS (the pages are silent; the exporter depends on none of them, each is marked
+`ASSUMPTION` where it is built): which conflict rule yields which code (the table above);
+the undocumented error for a connection that is not attached to a transit router
+(`InvalidParameter` here); that `100.64.0.0/10` is accepted (the page warns that such a
+route breaks the connection rather than saying it is refused, which is why the exporter
+refuses it itself); that a new destination route is listed `published` at once, while its
+connection is still `updating`; that a destination route has no `Source`; a BGP route's
+`NextHop`, `Weight` and `CreateTime`; what `VpnRouteCounts` counts; the description rules
+(1 to 100 characters, no `http://` or `https://` prefix, as other VPC descriptions); and
+DeleteVcoRouteEntry's not-found code.
 
 A created or deleted route takes its connection to `updating` for `routes.settle_seconds`
 of simulator time, after which it is `attached` again (`Connection.settle`).
@@ -51,6 +60,7 @@ from typing import Any
 from exporter.simulator.call import Call, Handler
 from exporter.simulator.fleet import Connection
 from exporter.simulator.replies import ErrorReply
+from exporter.simulator.scenario import LearnedRouteSpec
 from exporter.simulator.state import SimulatorState, StateExtension
 
 _CREATE_PARAMS = (
@@ -87,19 +97,21 @@ class RouteEntry:
     description: str
     overlay_mode: str
     create_time_ms: int
-    entry_type: str = "custom"
 
     def as_listed(self, connection: Connection) -> dict[str, Any]:
-        """The route as DescribeVcoRouteEntries lists it (the fields FACTS names)."""
+        """The route as DescribeVcoRouteEntries lists it."""
         return {
             "VpnConnectionId": self.connection_id,
             "RouteDest": self.route_dest,
             "NextHop": self.next_hop,
             "Weight": self.weight,
-            "State": "pending" if connection.state == "updating" else "published",
-            "RouteEntryType": self.entry_type,
-            "Source": self.entry_type,
+            # ASSUMPTION: `published` (the one documented value of a destination route) from
+            # the create on, although the connection is `updating` for a while.
+            "State": "published",
+            # ASSUMPTION: `Source` is documented for BGP routes only; none here.
+            "RouteEntryType": "custom",
             "CreateTime": self.create_time_ms,
+            "NextHopTunnelIdList": connection.established_tunnel_ids(),
         }
 
     def as_created(self) -> dict[str, Any]:
@@ -205,6 +217,8 @@ def _ready_for_change(call: Call, connection: Connection) -> None:
     if gateway is not None and gateway.business_status == "FinancialLocked":
         raise ErrorReply("VpnConnection.FinancialLocked")
     if connection.attach_type != "CEN":
+        # ASSUMPTION: the pages document no code for a connection that is not attached to a
+        # transit router; the exporter refuses such a create itself and never reads this.
         raise ErrorReply(
             "InvalidParameter",
             f"The specified VPN connection [{connection.id}] is not attached to a transit router.",
@@ -290,25 +304,55 @@ def create_vco_route_entry(call: Call) -> dict[str, Any]:
     return dict(answer)
 
 
+def _learned(route: LearnedRouteSpec, connection: Connection) -> dict[str, Any]:
+    """A BGP route as DescribeVcoRouteEntries lists it."""
+    return {
+        "VpnConnectionId": connection.id,
+        "RouteDest": route.route_dest,
+        # ASSUMPTION: the next hop of a learned route is the connection; its weight (the
+        # SDK documents `Weight` as not in use) 0; its creation time the connection's.
+        "NextHop": connection.id,
+        "Weight": 0,
+        "State": "Active",
+        "RouteEntryType": "bgp",
+        "Source": route.source,
+        "AsPath": route.as_path,
+        "Community": route.community,
+        "CreateTime": connection.create_time_ms,
+        "NextHopTunnelIdList": connection.established_tunnel_ids(),
+    }
+
+
+def _route_counts(custom: int, learned: tuple[LearnedRouteSpec, ...]) -> list[dict[str, Any]]:
+    """`VpnRouteCounts` (dual-tunnel connections): routes per type, BGP ones per source.
+
+    ASSUMPTION: they count every route of the connection, whatever the filter and page.
+    """
+    counts: list[dict[str, Any]] = [{"RouteEntryType": "custom", "RouteCount": custom}]
+    for source in sorted({route.source for route in learned}):
+        total = sum(route.source == source for route in learned)
+        counts.append({"RouteEntryType": "bgp", "Source": source, "RouteCount": total})
+    return counts
+
+
 def describe_vco_route_entries(call: Call) -> dict[str, Any]:
     connection = _connection(call)
     page = call.page()
-    entry_type = call.param("RouteEntryType")
-    if entry_type is not None and entry_type not in ROUTE_TYPES:
+    entry_type = call.param("RouteEntryType") or "custom"  # the documented default
+    if entry_type not in ROUTE_TYPES:
         raise ErrorReply.invalid("RouteEntryType", entry_type)
-    entries = [
-        entry
-        for entry in call.state.extension(RouteTable).of(connection.id)
-        if entry_type in (None, entry.entry_type)
-    ]
+    custom = call.state.extension(RouteTable).of(connection.id)
+    if entry_type == "custom":
+        listed = [entry.as_listed(connection) for entry in custom]
+    else:
+        listed = [_learned(route, connection) for route in connection.learned_routes]
     start = (page.number - 1) * page.size
     return {
-        "TotalCount": len(entries),
+        "TotalCount": len(listed),
         "PageNumber": page.number,
         "PageSize": page.size,
-        "VcoRouteEntries": [
-            entry.as_listed(connection) for entry in entries[start : start + page.size]
-        ],
+        "VcoRouteEntries": listed[start : start + page.size],
+        "VpnRouteCounts": _route_counts(len(custom), connection.learned_routes),
     }
 
 
@@ -327,7 +371,8 @@ def delete_vco_route_entry(call: Call) -> dict[str, Any]:
         None,
     )
     if found is None:
-        # ASSUMPTION: the DeleteVcoRouteEntry page documents no code for a missing route.
+        # ASSUMPTION: the DeleteVcoRouteEntry page documents no code for a missing route;
+        # the exporter never deletes routes and depends on neither code nor text.
         raise ErrorReply(
             "InvalidParameter", f"The specified route entry [{dest} via {next_hop}] does not exist."
         )

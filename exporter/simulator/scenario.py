@@ -51,6 +51,16 @@ class TunnelSpec(_Model):
     status: ConnectionStatus = "ipsec_sa_established"
 
 
+class LearnedRouteSpec(_Model):
+    """A BGP route the connection learned, as DescribeVcoRouteEntries lists it."""
+
+    route_dest: str
+    source: Literal["CLOUD", "VPN_BGP"] = "VPN_BGP"
+    """CLOUD: learned from the transit router; VPN_BGP: from the on-premises side."""
+    as_path: str = "65001"
+    community: str = ""
+
+
 class ConnectionSpec(_Model):
     """An IPsec connection of a gateway, as DescribeVpnConnections shows it."""
 
@@ -74,6 +84,8 @@ class ConnectionSpec(_Model):
     tags: dict[str, str] = {}
     tunnels: list[TunnelSpec] = Field(default=[], max_length=2)
     """The two tunnels' own state and status; empty: both in the connection's status."""
+    learned_routes: list[LearnedRouteSpec] = []
+    """BGP routes (`RouteEntryType` bgp): listed, never created or deleted by a client."""
 
     @model_validator(mode="after")
     def _transit_router_when_attached(self) -> Self:
