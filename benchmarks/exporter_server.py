@@ -6,8 +6,10 @@ The exporter is built from an ordinary `Config` (one target per region, the demo
 pair), and its metrics listener is the product's own (`Exporter.listener`, uvicorn). Its
 scheduler is not started: the benchmark decides when results arrive, so that a scrape
 can be hash-checked against the static copy of its own bytes, and a burst of updates
-lands exactly before the scrape that must absorb it. Results come from `benchmarks.feed`
-through `Poller.poll`, the function a real poll ends in.
+lands exactly before the scrape that must absorb it. Answers come from `benchmarks.feed`:
+each target's inventory refreshes its gateways and their connections as it does at start
+(DescribeVpnGateways, DescribeVpnConnections), then every gateway's result goes through
+`Poller.poll`, the function a real poll ends in.
 
 Commands (stdin, one JSON line each):
 - `absorb {"count": N}`: N gateways (the next ones, round robin) get a new diagnosis; the
@@ -69,7 +71,11 @@ class Bench:
         self.keys: list[GatewayKey] = [
             key for plan in self.exporter.scheduler.plans for key in plan.keys
         ]
-        self.source = FeedSource()
+        self.sources: dict[str, FeedSource] = {}
+        for inventory in self.exporter.inventory.targets.values():
+            source = FeedSource(self.generated, inventory.region_id, START)
+            inventory.client = source
+            self.sources[inventory.region_id] = source
         self.step = 0
         self.next = 0
 
@@ -84,7 +90,14 @@ class Bench:
                 stale_after=plan.stale_after,
             )
         await exporter.listener.start()
+        cpu = time.process_time()
+        for name in exporter.inventory.targets:
+            await exporter.inventory.refresh_gateways(name)
+            await exporter.inventory.refresh_connections(name)
+        await exporter.inventory.stop()  # the connection refresh it asked for is done
+        listed = time.process_time() - cpu
         loaded = await self.absorb(len(self.keys))
+        loaded["listings_cpu"] = listed
         gc.collect()
         return {"port": exporter.listener.port, "load": loaded}
 
@@ -95,14 +108,17 @@ class Bench:
         self.next = (self.next + count) % len(self.keys)
         self.step += 1  # every absorbed answer is a newer diagnosis than the last one
         now = START + self.step * STEP
-        self.source.answers = self.generated.answers(
-            ((key.region_id, key.vpn_gateway_id) for key in keys), now
-        )
+        for source in self.sources.values():
+            source.answers = {}
+        for key in keys:
+            self.sources[key.region_id].answers[key.vpn_gateway_id] = self.generated.answer(
+                key.region_id, key.vpn_gateway_id, now
+            )
         poll = self.exporter.poller.poll
-        source = self.source
+        sources = [self.sources[key.region_id] for key in keys]
         wall = time.perf_counter()
         cpu = time.process_time()
-        for key in keys:
+        for key, source in zip(keys, sources, strict=True):
             await poll(key, source)
         cpu = time.process_time() - cpu
         wall = time.perf_counter() - wall

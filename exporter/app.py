@@ -32,6 +32,7 @@ from exporter.collect.sharding import UNSHARDED, Shard
 from exporter.config.model import Config
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.render import Exposition
+from exporter.telemetry.loop_lag import LoopLagProbe
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.authentication import secure_app
 from exporter.web.listener import Listener
@@ -111,6 +112,7 @@ class Exporter:
         self.listener = Listener(
             secure_app(app, web_config), listen.address, web_config.tls_settings()
         )
+        self.loop_lag = LoopLagProbe(self.metrics.event_loop_lag)
         self._started = False
 
     def _assemble(
@@ -201,6 +203,7 @@ class Exporter:
         raise KeyError(f"no target covers region {region_id}")
 
     async def start(self) -> None:
+        self.loop_lag.start()
         await self.listener.start()
         self.scheduler.start()
         self._started = True
@@ -275,6 +278,7 @@ class Exporter:
         await self.stop_polling()
         await self.listener.stop()
         await self.http.aclose()
+        self.loop_lag.stop()
 
     def health(self) -> tuple[bool, str]:
         """Liveness: the scheduler runs and poll cycles keep starting."""

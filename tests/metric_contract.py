@@ -60,7 +60,9 @@ COUNTERS = frozenset(
         "aliyun_vpn_admin_request_failures_total",
     }
 )
-HISTOGRAMS = frozenset({"aliyun_vpn_api_request_duration_seconds"})
+HISTOGRAMS = frozenset(
+    {"aliyun_vpn_api_request_duration_seconds", "aliyun_vpn_event_loop_lag_seconds"}
+)
 
 SERIES = (
     GAUGES

@@ -173,3 +173,21 @@ async def test_stop_during_a_cycle_ends_it_without_a_job_error() -> None:
     await cycle
     assert cycle.exception() is None
     assert [g for g, _ in source.calls] == ["vpn-0"]
+
+
+async def test_launches_wait_while_the_most_polls_allowed_are_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("exporter.collect.scheduler.MAX_IN_FLIGHT", 3)
+    clock = FakeClock()
+    hold = asyncio.Event()
+    source = RecordingSource(clock, hold)
+    scheduler, plan = make(clock, source, gateways=5, interval=60.0)
+    cycle = asyncio.create_task(scheduler.run_cycle(plan))
+    await drain()
+    assert [gateway for gateway, _ in source.calls] == ["vpn-0", "vpn-1", "vpn-2"]
+    assert not cycle.done(), "the cycle waits for room instead of launching the rest"
+    hold.set()
+    await cycle
+    await drain()
+    assert [gateway for gateway, _ in source.calls] == [f"vpn-{i}" for i in range(5)]

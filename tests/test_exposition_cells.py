@@ -6,9 +6,9 @@ import gzip
 import random
 import zlib
 
-from exporter.exposition.cells import FamilyText
+from exporter.exposition.cells import FamilyText, deflate, inflated_pieces
 from exporter.exposition.gzip_segments import CrcTree, crc32_combine, gzip_member, py_crc32_combine
-from exporter.exposition.render import FAMILIES, Exposition
+from exporter.exposition.render import FAMILIES, GENERATION_CHANGES, Exposition
 
 HEADER = b"# HELP m x\n# TYPE m gauge\n"
 
@@ -50,12 +50,12 @@ def test_family_text_is_the_header_and_the_fragments_in_slot_order() -> None:
     assert text_of(family) == HEADER + fragment(0, 1) + fragment(5, 1) + fragment(9, 1)
 
 
-def test_an_unchanged_fragment_keeps_the_cached_cell() -> None:
+def test_an_unchanged_fragment_keeps_the_cached_segment() -> None:
     family = FamilyText(HEADER, per_cell=4)
     family.set(1, fragment(1, 1))
-    before = list(family.chunks())
+    before = family.segment()
     assert not family.set(1, fragment(1, 1))
-    assert all(a is b for a, b in zip(before, family.chunks(), strict=True))
+    assert family.segment() is before
 
 
 def test_an_empty_family_shows_nothing_not_even_its_header() -> None:
@@ -93,3 +93,51 @@ def test_a_removed_owners_slot_is_reused_and_nothing_of_it_remains() -> None:
     assert text.count(b"aliyun_vpn_diagnose_item_status{") == 2
     assert exposition.size == len(text)
     assert gzip.decompress(b"".join(gzip_member(exposition.segments()))) == text
+
+
+def test_cells_cool_into_smaller_segments_with_the_same_text() -> None:
+    family = FamilyText(HEADER, per_cell=64)
+    for slot in range(64):
+        family.set(slot, fragment(slot, slot * 7))
+    text, hot = text_of(family), family.segment()
+    assert family.hot_bytes() == len(text) - len(HEADER)
+    family.cool(0)
+    cold = family.segment()
+    assert family.hot_bytes() == 0
+    assert text_of(family) == text
+    assert len(cold.deflated) < len(hot.deflated)
+    assert (cold.crc, cold.size) == (hot.crc, hot.size)
+    assert family.set(3, fragment(3, 1))  # a cooled cell is inflated to change it
+    assert text_of(family) == text.replace(fragment(3, 21), fragment(3, 1))
+
+
+def test_the_exposition_cools_cells_that_stopped_changing_and_keeps_busy_ones_hot() -> None:
+    exposition = Exposition()
+    names = [family.name for family in FAMILIES]
+    busy = names.index("aliyun_vpn_poll_duration_seconds")
+    still = names.index("aliyun_vpn_gateway_info")
+
+    def fragments(owner: int, value: int) -> tuple[bytes, ...]:
+        out = [b""] * len(FAMILIES)
+        out[busy] = f'{names[busy]}{{owner="{owner}"}} {value}\n'.encode()
+        out[still] = f'{names[still]}{{owner="{owner}"}} 1\n'.encode()
+        return tuple(out)
+
+    for value in range(3 * GENERATION_CHANGES):
+        exposition.put(value % 4, fragments(value % 4, value))
+    text = b"".join(exposition.chunks())
+    hot = exposition.hot_bytes
+    assert 0 < hot < len(text)
+    assert hot == sum(
+        len(line) for line in text.splitlines(True) if line.startswith(b"aliyun_vpn_poll_d")
+    )
+    exposition.cool_all()
+    assert exposition.hot_bytes == 0
+    assert b"".join(exposition.chunks()) == text
+
+
+def test_plain_text_streams_in_bounded_pieces() -> None:
+    text = b"".join(fragment(n, n) for n in range(20_000))
+    pieces = list(inflated_pieces(deflate(text, 6), piece=4096))
+    assert b"".join(pieces) == text
+    assert max(map(len, pieces)) == 4096

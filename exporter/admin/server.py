@@ -20,7 +20,7 @@ from exporter.admin.audit import Audit
 from exporter.admin.auth import AdminGate
 from exporter.admin.idempotency import IdempotencyStore
 from exporter.admin.service import RouteService
-from exporter.admin.settings import AdminSettings
+from exporter.admin.settings import AdminSettings, AdminSetupError
 from exporter.clock import Clock, SystemClock
 from exporter.cloud.client import VpcClient
 from exporter.config.model import Config
@@ -32,10 +32,6 @@ from exporter.web.web_config import WebConfig, load_web_config
 log = logging.getLogger(__name__)
 
 REALM = "aliyun-vpn-exporter admin"
-
-
-class AdminSetupError(ValueError):
-    """The admin API cannot start safely as configured; the message says what to change."""
 
 
 def load_admin_web_config(config: Config, path: str | Path | None) -> WebConfig | None:

@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class AdminSetupError(ValueError):
+    """The admin API cannot start safely as configured; the message says what to change."""
+
+
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     """How long the admin API waits, retries and remembers."""

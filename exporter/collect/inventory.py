@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 STALE_AFTER_INTERVALS = 3
 INFO_INTERVAL = 900.0
 """How often a target without discovery refreshes its gateways' info."""
+YIELD_EVERY = 50
+"""Gateways re-rendered between two yields to the event loop in a refresh: some 10 ms of
+work, so that a refresh of thousands of gateways never stalls polls and scrapes."""
 READS_PER_DIAGNOSIS = 3
 """ASSUMPTION (planning only): result reads per scheduled diagnosis. A diagnosis runs for
 seconds (FACTS); with the default `diagnose.result_interval` that is two or three reads."""
@@ -239,34 +242,49 @@ class Inventory:
 
     def bind(self, jobs: AsyncIOScheduler, plans: PlanReceiver) -> None:
         """Register every target's refresh jobs on `jobs`; they run once it starts, the
-        first time at once. Changed plans (gateways, pace) go to `plans`."""
+        first time at once. Changed plans (gateways, pace) go to `plans`.
+
+        Later refreshes are staggered across targets (target i of n starts its interval
+        i/n of an interval late), so that the re-rendering of thousands of gateways after
+        each listing does not land for every target at the same moment."""
         self._jobs = jobs
         self._plans = plans
         now = datetime.now(UTC)
-        for name, inventory in self.targets.items():
+        for index, (name, inventory) in enumerate(self.targets.items()):
             discover_settings = inventory.target.discover
-            jobs.add_job(
-                self.refresh_gateways,
-                IntervalTrigger(
-                    seconds=discover_settings.interval if discover_settings else INFO_INTERVAL
+            phase = 1 + index / len(self.targets)
+            refreshes = (
+                (
+                    "gateways",
+                    self.refresh_gateways,
+                    discover_settings.interval if discover_settings else INFO_INTERVAL,
                 ),
-                args=[name],
-                id=f"gateways:{name}",
-                next_run_time=now,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
+                (
+                    "connections",
+                    self.refresh_connections,
+                    self.config.interval_for(inventory.target),
+                ),
             )
-            jobs.add_job(
-                self.refresh_connections,
-                IntervalTrigger(seconds=self.config.interval_for(inventory.target)),
-                args=[name],
-                id=f"connections:{name}",
-                next_run_time=now,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=None,
-            )
+            for what, refresh, every in refreshes:
+                jobs.add_job(
+                    refresh,
+                    "date",
+                    run_date=now,
+                    args=[name],
+                    id=f"{what}-first:{name}",
+                    misfire_grace_time=None,
+                )
+                jobs.add_job(
+                    refresh,
+                    IntervalTrigger(
+                        seconds=every, start_date=now + timedelta(seconds=phase * every)
+                    ),
+                    args=[name],
+                    id=f"{what}:{name}",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=None,
+                )
             self._render(inventory)
 
     async def stop(self) -> None:
@@ -397,17 +415,19 @@ class Inventory:
             added = bool(after - before)
             if added:
                 self._soon(inventory.name, "connections")
-        self._write_infos(inventory)
+        await self._write_infos(inventory)
         self._render(inventory)
         if not inventory.gateways_refreshed:
             inventory.gateways_refreshed = True
             if not inventory.connections_listed.is_set() and not added:
                 self._soon(inventory.name, "connections")
 
-    def _write_infos(self, inventory: TargetInventory) -> None:
+    async def _write_infos(self, inventory: TargetInventory) -> None:
         now = self.clock.time()
         tags = self.config.gateway_info.tags
-        for gateway_id in inventory.gateways:
+        for index, gateway_id in enumerate(inventory.gateways):
+            if index and not index % YIELD_EVERY:
+                await asyncio.sleep(0)
             key = inventory.key(gateway_id)
             if key not in self.fleet.records:
                 continue
@@ -424,7 +444,9 @@ class Inventory:
         lookup = await list_connections(inventory.client, gateways)
         now = self.clock.time()
         current = set(inventory.gateways)  # the gateways may have changed meanwhile
-        for gateway_id, found in lookup.found.items():
+        for index, (gateway_id, found) in enumerate(lookup.found.items()):
+            if index and not index % YIELD_EVERY:
+                await asyncio.sleep(0)
             if gateway_id not in current:
                 continue
             listed = tuple({c.vpn_connection_id: c for c in found}.values())
@@ -432,7 +454,7 @@ class Inventory:
             key = inventory.key(gateway_id)
             if key in self.fleet.records:
                 self.fleet.update(with_vpn_connections(self.fleet.get(key), listed, now), now)
-        for gone in set(inventory.connections) - current:
+        for gone in set(inventory.connections) - set(inventory.gateways):
             del inventory.connections[gone]
         if lookup.failed:
             first = next(iter(lookup.failed.values()))

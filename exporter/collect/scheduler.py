@@ -50,6 +50,11 @@ logging.getLogger("apscheduler.executors.default").addFilter(_NotCancelled())
 MISSING_GATEWAY_BACKOFF = 3600.0
 """A gateway that does not exist is retried hourly: it is a configuration problem."""
 SWEEP_INTERVAL = 1.0
+MAX_IN_FLIGHT = 256
+"""Polls in flight at once, over all targets. A cycle waits for room before launching more:
+when results arrive faster than the event loop absorbs them (a first cycle at a raised
+budget, a loop busy serving scrapes), launches slow down instead of results piling up.
+At the published budgets (2 calls a second per region) a few polls are in flight."""
 
 
 def effective_interval(interval: float, gateways: int, calls_per_second: float) -> float:
@@ -84,6 +89,8 @@ class PollScheduler:
         self._catch_ups: set[asyncio.Task[None]] = set()
         self._cycle_tasks: set[asyncio.Task[object]] = set()
         self._stopping = False
+        self._room = asyncio.Event()
+        """Set when a poll ends (there may be room for another launch)."""
 
     def start(self) -> None:
         """Register the targets with the fleet and start polling at once."""
@@ -194,6 +201,7 @@ class PollScheduler:
             delay = start + index * plan.startup_spacing - self.clock.monotonic()
             if delay > 0:
                 await self.clock.sleep(delay)
+            await self._wait_for_room()
             self._launch(key, plan.client)
 
     async def stop(self) -> None:
@@ -260,7 +268,14 @@ class PollScheduler:
             delay = start + offset + index * spacing - self.clock.monotonic()
             if delay > 0:
                 await self.clock.sleep(delay)
+            await self._wait_for_room()
             self._launch(key, plan.client)
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: wait while `MAX_IN_FLIGHT` polls are in flight."""
+        while len(self._in_flight) >= MAX_IN_FLIGHT:
+            self._room.clear()
+            await self._room.wait()
 
     def _launch(self, key: GatewayKey, client: DiagnosisSource) -> None:
         if key not in self.fleet.records:
@@ -287,3 +302,4 @@ class PollScheduler:
             log.exception("poll crashed", extra={"fields": {"vpn_gateway_id": key.vpn_gateway_id}})
         finally:
             self._in_flight.pop(key, None)
+            self._room.set()

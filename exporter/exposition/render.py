@@ -12,6 +12,7 @@ one cache serves both.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -387,28 +388,47 @@ def render_inventory(
 
 
 OWNERS_PER_CELL = {
-    ITEM_STATUS.name: 8,
+    ITEM_STATUS.name: 32,
     QUOTA_USED.name: 32,
-    QUOTA_LIMIT.name: 32,
     PROBE_RTT.name: 32,
     PROBE_LOSS.name: 32,
-    PROBE_REACHABLE.name: 32,
-    CONNECTION_IPSEC_STATUS.name: 32,
-    TUNNEL_IPSEC_STATUS.name: 32,
+    QUOTA_LIMIT.name: 128,
+    PROBE_REACHABLE.name: 128,
+    CONNECTION_IPSEC_STATUS.name: 128,
+    TUNNEL_IPSEC_STATUS.name: 64,
+    BEGIN_TIME.name: 128,
+    FINISH_TIME.name: 128,
+    POLL_DURATION.name: 128,
+    POLL_LAST_SUCCESS.name: 128,
 }
-"""Owners per cell (see `exporter.exposition.cells`), so that a cell holds some 16-32 KB at
-scale: an
-owner has ~4 KB of item status lines, ~0.5-1 KB of quota, probe or status-set lines and
-one ~150-byte line in the other families (128 owners a cell). Smaller cells make updates
-cheaper and gzip larger."""
-DEFAULT_OWNERS_PER_CELL = 128
+"""Owners per cell (see `exporter.exposition.cells`). Families that every poll changes
+(timestamps, durations, probe and quota readings) get cells of some 16-20 KB: an update
+re-compresses one of them. The others change rarely and get cells of 64-190 KB (an owner
+has ~4 KB of item status lines, ~0.5-1.7 KB of probe, quota or status-set lines, ~150-400
+bytes in the other families), which compress once cooled to within some 15 % of the
+whole text at level 9, where 16-32 KB cells stayed ~40 % above it."""
+DEFAULT_OWNERS_PER_CELL = 512
+
+
+GENERATION_CHANGES = 256
+"""Owners changed (put or removed) per generation. A cell not changed during the current
+generation nor the one before cools (`FamilyText.cool`): one that every poll changes stays
+hot, one that changes only now and then does not keep its text."""
+COOL_PER_CHANGE = 4
+"""Most cells cooled per owner changed: cooling is spread over the updates, never a pass
+over the whole exposition in one go."""
+FLUSH_AFTER = 32
+"""Owners changed before a dirty cell is compressed (`FamilyText.flush`): the polls that
+follow mostly change the same cells, which are then compressed once, not once each. A
+scrape compresses the cells still dirty."""
 
 
 class Exposition:
     """Cached exposition of every owner's fragments, family by family.
 
     Owners get slots in the order they first appear (a removed owner's slot is reused);
-    the text of each family is kept in cells of consecutive slots (`exporter.exposition.cells`).
+    the text of each family is kept in cells of consecutive slots (`exporter.exposition.cells`),
+    compressed: `segments` hands them out as they are, `chunks` inflates them.
     """
 
     def __init__(self) -> None:
@@ -418,6 +438,12 @@ class Exposition:
         ]
         self._slots: dict[Hashable, int] = {}
         self._free: list[int] = []
+        self._hot: OrderedDict[tuple[int, int], int] = OrderedDict()
+        """(family index, cell) of hot cells → generation of their last change, oldest first."""
+        self._dirty: OrderedDict[tuple[int, int], int] = OrderedDict()
+        """(family index, cell) of dirty cells → the change that made them dirty, oldest first."""
+        self._changed = 0
+        """Owners changed so far (a generation is `GENERATION_CHANGES` of them)."""
 
     def put(self, owner: Hashable, fragments: Fragments) -> None:
         """Replace `owner`'s samples; only the cells whose text changed are rebuilt."""
@@ -427,25 +453,61 @@ class Exposition:
                 return
             slot = self._free.pop() if self._free else len(self._slots)
             self._slots[owner] = slot
-        for family, fragment in zip(self._families, fragments, strict=True):
-            family.set(slot, fragment)
+        self._set(slot, fragments)
 
     def remove(self, owner: Hashable) -> None:
         """Drop every sample of `owner`."""
         slot = self._slots.pop(owner, None)
         if slot is None:
             return
-        for family in self._families:
-            family.set(slot, b"")
+        self._set(slot, EMPTY_FRAGMENTS)
         self._free.append(slot)
+
+    def _set(self, slot: int, fragments: Fragments) -> None:
+        hot, dirty = self._hot, self._dirty
+        self._changed += 1
+        generation = self._changed // GENERATION_CHANGES
+        for index, (family, fragment) in enumerate(zip(self._families, fragments, strict=True)):
+            if family.set(slot, fragment):
+                changed = (index, slot // family.per_cell)
+                hot[changed] = generation
+                hot.move_to_end(changed)
+                dirty.setdefault(changed, self._changed)
+        while dirty:
+            (index, cell), since = next(iter(dirty.items()))
+            if since > self._changed - FLUSH_AFTER:
+                break
+            del dirty[(index, cell)]
+            self._families[index].flush(cell)
+        self._cool(COOL_PER_CHANGE, generation - 1)
+
+    def _cool(self, budget: int, before: int) -> None:
+        """Cool up to `budget` hot cells last changed before generation `before`."""
+        hot = self._hot
+        while hot and budget:
+            (index, cell), generation = next(iter(hot.items()))
+            if generation >= before:
+                return
+            del hot[(index, cell)]
+            self._families[index].cool(cell)
+            budget -= 1
+
+    def cool_all(self) -> None:
+        """Cool every hot cell now (as if nothing had changed for two generations)."""
+        self._cool(len(self._hot), self._changed // GENERATION_CHANGES + 1)
 
     @property
     def size(self) -> int:
         """Length of the whole text in bytes."""
         return sum(f.size + len(f.header) for f in self._families if f.filled)
 
+    @property
+    def hot_bytes(self) -> int:
+        """Plain text held by hot cells (see `exporter.exposition.cells`)."""
+        return sum(family.hot_bytes() for family in self._families)
+
     def chunks(self) -> Iterator[bytes]:
-        """The exposition text, family by family, as cached cells (nothing is joined)."""
+        """The exposition text, family by family, inflated from the cached segments."""
         for family in self._families:
             yield from family.chunks()
 

@@ -13,6 +13,7 @@ import platform
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
+from exporter.telemetry.loop_lag import LAG_BUCKETS
 
 API_DURATION_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -105,6 +106,13 @@ class SelfMetrics:
         self.config_reload_timestamp = Gauge(
             "aliyun_vpn_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully (at start or by a reload).",
+            registry=self.registry,
+        )
+        self.event_loop_lag = Histogram(
+            "aliyun_vpn_event_loop_lag_seconds",
+            "How much later than due the exporter's event loop ran a periodic probe timer "
+            "(a stall delays polls, absorbing results and scrapes alike).",
+            buckets=LAG_BUCKETS,
             registry=self.registry,
         )
         self.build_info = Gauge(

@@ -1,13 +1,15 @@
 """The metrics listener: `/metrics`, `/healthz`, `/readyz` and the status page at `/`.
 
-`/metrics` is a bare ASGI handler: it streams the exposition's cached family chunks (or
-their cached gzip segments) followed by the small self-metrics registry, rendered per
-scrape by the stock client library. Nothing per-gateway is rendered on the scrape path.
+`/metrics` is a bare ASGI handler: it streams the exposition's cached gzip segments (one
+per family) as they are, or inflates them piece by piece for a client that does not take
+gzip, followed by the small self-metrics registry, rendered per scrape by the stock
+client library. Nothing per-gateway is rendered on the scrape path, and no plain copy of
+the text is kept for the rare uncompressed scrape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import exposition as text_format
@@ -18,18 +20,14 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from exporter.exposition.gzip_segments import compress_segment, gzip_member
+from exporter.exposition.cells import inflated_pieces
+from exporter.exposition.gzip_segments import Segment, compress_segment, gzip_member
 from exporter.exposition.render import Exposition
 from exporter.telemetry.self_metrics import SelfMetrics
 
 TEXT_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = b"application/openmetrics-text; version=1.0.0; charset=utf-8"
 Check = Callable[[], tuple[bool, str]]
-SEND_BYTES = 256 * 1024
-"""The cached pieces of a body (cells of ~16-32 KB, see `exporter.exposition.cells`) are handed to
-the server joined into pieces of at least this size: uvicorn's cost per body message
-(a dict, the HTTP framing, a `send` syscall) on thousands of cells is more than that of
-copying the bytes once."""
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -56,8 +54,12 @@ class MetricsEndpoint:
         self.exposition = exposition
         self.self_metrics = self_metrics
 
-    def body(self, *, openmetrics: bool, gzip: bool) -> tuple[bytes, list[bytes]]:
-        """The content type and the body chunks of one scrape."""
+    def body(self, *, openmetrics: bool, gzip: bool) -> tuple[bytes, int, Iterator[bytes]]:
+        """The content type, length and body chunks of one scrape.
+
+        The body is fixed when this returns (the family segments are immutable bytes): the
+        plain text is inflated from them while it is sent, so updates meanwhile do not
+        change what this scrape sends."""
         registry = self.self_metrics.registry
         if openmetrics:
             content_type = OPENMETRICS_CONTENT_TYPE
@@ -65,70 +67,60 @@ class MetricsEndpoint:
         else:
             content_type = TEXT_CONTENT_TYPE
             tail = text_format.generate_latest(registry)
+        segments = list(self.exposition.segments())
         if gzip:
-            segments = [*self.exposition.segments(), compress_segment(tail)]
-            return content_type, gzip_member(segments)
-        return content_type, [*self.exposition.chunks(), tail]
+            chunks = gzip_member([*segments, compress_segment(tail)])
+            return content_type, sum(map(len, chunks)), iter(chunks)
+        length = sum(segment.size for segment in segments) + len(tail)
+        return content_type, length, _plain(segments, tail)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {name: value for name, value in scope.get("headers", [])}
         if scope.get("method") not in ("GET", "HEAD"):
             allow = [(b"allow", b"GET, HEAD")]
-            await _send_all(send, 405, b"text/plain", [b"method not allowed\n"], allow)
+            body = b"method not allowed\n"
+            await _send_all(send, 405, b"text/plain", len(body), iter([body]), allow)
             return
-        content_type, chunks = self.body(
+        gzip = wants_gzip(headers.get(b"accept-encoding", b"").decode("latin-1"))
+        content_type, length, chunks = self.body(
             openmetrics=wants_openmetrics(headers.get(b"accept", b"").decode("latin-1")),
-            gzip=wants_gzip(headers.get(b"accept-encoding", b"").decode("latin-1")),
+            gzip=gzip,
         )
         extra = [(b"vary", b"Accept, Accept-Encoding")]
-        if chunks and chunks[0][:2] == b"\x1f\x8b":
+        if gzip:
             extra.append((b"content-encoding", b"gzip"))
         if scope.get("method") == "HEAD":
-            chunks = []
-        await _send_all(send, 200, content_type, chunks, extra)
+            chunks = iter(())
+        await _send_all(send, 200, content_type, length, chunks, extra)
+
+
+def _plain(segments: list[Segment], tail: bytes) -> Iterator[bytes]:
+    """The text of `segments`, inflated piece by piece, then `tail`."""
+    for segment in segments:
+        yield from inflated_pieces(segment.deflated)
+    yield tail
 
 
 async def _send_all(
     send: Send,
     status: int,
     content_type: bytes,
-    chunks: Iterable[bytes],
+    length: int,
+    chunks: Iterator[bytes],
     extra_headers: list[tuple[bytes, bytes]],
 ) -> None:
-    chunks = list(chunks)
-    length = sum(len(chunk) for chunk in chunks)
+    """Send a response whose body is `chunks` (each sent as it is: cached segments and
+    inflated pieces of up to `PLAIN_PIECE` bytes are never joined into new buffers)."""
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(length).encode()),
         *extra_headers,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    for chunk in _coalesced(chunks, SEND_BYTES):
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _coalesced(chunks: list[bytes], minimum: int) -> Iterator[bytes]:
-    """`chunks` in order: runs of small ones joined until they reach `minimum` bytes, big
-    ones (a family's gzip segment) passed on as they are, never copied."""
-    pending: list[bytes] = []
-    size = 0
     for chunk in chunks:
-        if len(chunk) >= minimum:
-            if pending:
-                yield b"".join(pending)
-                pending.clear()
-                size = 0
-            yield chunk
-            continue
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= minimum:
-            yield b"".join(pending)
-            pending.clear()
-            size = 0
-    if pending:
-        yield b"".join(pending)
+        if chunk:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def build_metrics_app(
