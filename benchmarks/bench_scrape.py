@@ -16,6 +16,7 @@ everything per scrape anyway, so its steady-state figures stand for it there.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import math
 import shutil
@@ -31,7 +32,11 @@ from benchmarks.scraping import FORMATS, Scraper, Timing, gunzip_single_member, 
 from exporter.exposition.render import FAMILIES
 
 FASTER_TARGET = 1 / 20
-LIMIT_TARGET = 1.5
+LIMIT_TARGETS = {"plain": 5.0, "openmetrics": 5.0, "gzip": 1.3}
+"""Ours ÷ the same bytes as a static file (issue 13): the plain text is inflated from the
+cached gzip segments as it streams, so the uncompressed formats may cost a few times the
+static file; gzip, what Prometheus asks for, stays close to it."""
+GZIP_SIZE_TARGET = 1.3
 UPDATE_TARGET = 0.001
 
 
@@ -135,6 +140,27 @@ class ScrapeBench:
             self.digests[fmt] = _digest(body)
         if gunzip_single_member(self.bodies["gzip"]) != self.bodies["openmetrics"]:
             raise AssertionError("the gzip body does not hold the OpenMetrics text")
+        text = self.bodies["openmetrics"]
+        level9 = len(gzip.compress(text, 9))
+        ours = len(self.bodies["gzip"])
+        self.scrape_section.add(
+            Row(
+                "gzip body vs the same text gzipped whole at level 9",
+                f"{ours / 1e6:.2f} MB",
+                f"{level9 / 1e6:.2f} MB",
+                ratio(ours, level9),
+                f"≤ {GZIP_SIZE_TARGET}",
+                ours <= GZIP_SIZE_TARGET * level9,
+            )
+        )
+        per_gateway = series(self.bodies["plain"], _names())
+        gateways = {key for key in per_gateway if any(p.startswith("vpn_gateway_id=") for p in key)}
+        self.scrape_section.add(
+            Row(
+                "per-gateway series per gateway (connections and tunnels included)",
+                f"{len(gateways) / self.settings.gateways:.1f}",
+            )
+        )
 
     def _check_same_series(self, baseline: Scraper) -> None:
         names = _names()
@@ -214,8 +240,8 @@ class ScrapeBench:
                 _timing(ours),
                 _timing(static),
                 ratio(ours.median, static.median),
-                f"≤ {LIMIT_TARGET}",
-                ours.median <= LIMIT_TARGET * static.median,
+                f"≤ {LIMIT_TARGETS[fmt]}",
+                ours.median <= LIMIT_TARGETS[fmt] * static.median,
             )
         )
 
@@ -255,8 +281,8 @@ class ScrapeBench:
                 _timing(mine),
                 _timing(limit),
                 ratio(mine.median, limit.median),
-                f"≤ {LIMIT_TARGET}",
-                mine.median <= LIMIT_TARGET * limit.median,
+                f"≤ {LIMIT_TARGETS[fmt]}",
+                mine.median <= LIMIT_TARGETS[fmt] * limit.median,
             )
         )
         section.add(

@@ -67,7 +67,13 @@ def wait_for_port(port: int, timeout: float, child: Child | None = None) -> floa
 class Child:
     """One child process with its stdout read by a thread and its stderr logged."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+    ) -> None:
         self.name = name
         self.argv = [sys.executable, *argv]
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop)
@@ -76,7 +82,7 @@ class Child:
         self.started_at = time.perf_counter()
         self.process = subprocess.Popen(
             self.argv,
-            cwd=REPO,
+            cwd=cwd,
             env=child_env(env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

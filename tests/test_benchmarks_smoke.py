@@ -23,7 +23,7 @@ TITLES = (
     "3. update cost",
     "4. client cost",
     "5. budget adherence",
-    "6. footprint",
+    "6. footprint and first cycle",
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +21,13 @@ import yaml
 
 from exporter.app import Exporter, ListenSettings
 from exporter.config.loader import load_config
+from exporter.exposition.render import FAMILIES, Exposition
 from exporter.reload import Reloader
 from exporter.simulator.scenario import Scenario
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.metrics_app import MetricsEndpoint
 from exporter.web.web_config import WebConfig
 from tests.admin_harness import PASSWORD, PASSWORD_HASH, USER
 from tests.fault_matrix import config_data, scenario_data
@@ -99,3 +102,25 @@ def test_schemathesis_finds_no_server_error_nor_schema_violation(
         workdir=tmp_path,
         extra=("--url", f"http://127.0.0.1:{served}"),
     )
+
+
+def _body(endpoint: MetricsEndpoint, *, gzip: bool) -> bytes:
+    _, length, chunks = endpoint.body(openmetrics=False, gzip=gzip)
+    body = b"".join(chunks)
+    assert len(body) == length
+    return zlib.decompress(body, wbits=31) if gzip else body
+
+
+def test_gzip_and_plain_bodies_follow_every_change_of_the_exposition() -> None:
+    exposition = Exposition()
+    endpoint = MetricsEndpoint(exposition, SelfMetrics())
+    empty = (b"",) * (len(FAMILIES) - 1)
+    for value in range(3):
+        line = f'aliyun_vpn_diagnose_item_status{{owner="a"}} {value}\n'.encode()
+        exposition.put("a", (line, *empty))
+        plain = _body(endpoint, gzip=False)
+        assert line in plain
+        assert (
+            _body(endpoint, gzip=True).split(b"# HELP aliyun_vpn_api_")[0]
+            == plain.split(b"# HELP aliyun_vpn_api_")[0]
+        )
