@@ -361,6 +361,14 @@ def _rows(
     )
     ours_peak, base_peak = pair(lambda r: r.peak)
     section.add(Row("peak resident memory (VmHWM)", mb(ours_peak), mb(base_peak)))
+    ours_loaded, base_loaded = pair(lambda r: r.rss_loaded)
+    section.add(
+        Row(
+            "resident memory after the first cycle, before scrapes",
+            mb(ours_loaded),
+            mb(base_loaded),
+        )
+    )
     per_series = [
         (_figure(runs, name, lambda r: (r.rss_scraped - r.rss_small) * 2**20 / r.samples))
         for name in ("ours", "baseline")

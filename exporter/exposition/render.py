@@ -193,6 +193,7 @@ FAMILIES: tuple[Family, ...] = (
 )
 _INDEX = {family.name: index for index, family in enumerate(FAMILIES)}
 Fragments = tuple[bytes, ...]
+EMPTY_FRAGMENTS: Fragments = (b"",) * len(FAMILIES)
 
 
 def escape_label_value(value: str) -> str:
