@@ -82,13 +82,7 @@ class Bench:
     async def start(self) -> dict[str, Any]:
         exporter = self.exporter
         for plan in exporter.scheduler.plans:
-            exporter.fleet.configure_target(
-                plan.name,
-                plan.keys,
-                interval=plan.interval,
-                effective_interval=plan.effective_interval,
-                stale_after=plan.stale_after,
-            )
+            exporter.fleet.configure_target(plan.record(), plan.keys, stale_after=plan.stale_after)
         await exporter.listener.start()
         cpu = time.process_time()
         for name in exporter.inventory.targets:

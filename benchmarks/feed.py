@@ -18,7 +18,7 @@ gateway each minute): new IDs and times, drifted RTT, loss and quota values.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from exporter.cloud.errors import CloudError
@@ -131,8 +131,14 @@ class FeedSource:
         return "default"
 
     async def get_vpn_gateway_diagnose_result(
-        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+        self,
+        *,
+        vpn_gateway_id: str | None = None,
+        diagnose_id: str | None = None,
+        on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
+        if on_launch is not None:
+            on_launch()
         answer = self.answers[vpn_gateway_id or ""]
         if isinstance(answer, ErrorReply):
             raise CloudError(

@@ -128,7 +128,7 @@ class Exporter:
         built = (
             self._given_providers if self._given_providers is not None else build_providers(config)
         )
-        self.providers: dict[str, CredentialsProvider] = {
+        self.providers: dict[str, MonitoredProvider] = {
             name: MonitoredProvider(
                 provider,
                 self.metrics,
@@ -192,6 +192,7 @@ class Exporter:
                 max_response_bytes=int(api.max_response_bytes),
                 account=self.config.account_of(profile),
                 sleep=self.clock.sleep,
+                verdicts=self.providers[profile],
             )
         return self.clients[key]
 

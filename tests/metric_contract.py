@@ -45,6 +45,12 @@ GAUGES = frozenset(
         "aliyun_vpn_listing_last_success_timestamp_seconds",
         "aliyun_vpn_credentials_success",
         "aliyun_vpn_clock_offset_seconds",
+        # Issue 11: latest-known semantics, a truthful pace, diagnosis ages.
+        "aliyun_vpn_target_info",
+        "aliyun_vpn_gateway_found",
+        "aliyun_vpn_poll_last_launch_timestamp_seconds",
+        "aliyun_vpn_diagnose_schedule_interval_seconds",
+        "aliyun_vpn_diagnose_max_age_seconds",
     }
 )
 COUNTERS = frozenset(

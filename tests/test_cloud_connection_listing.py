@@ -283,7 +283,7 @@ async def test_one_tunnel_down_shows_on_that_tunnel_only() -> None:
         assert roles == {"tun-dual1": "master", "tun-dual2": "slave"}
 
 
-async def test_a_failed_listing_keeps_the_status_until_it_is_stale() -> None:
+async def test_a_failed_listing_keeps_the_last_listed_status_however_old() -> None:
     simulator = Simulator(demo_scenario(), throttling=False)
     async with running(simulator, demo_targets) as run:
         await refreshed(run)
@@ -296,10 +296,11 @@ async def test_a_failed_listing_keeps_the_status_until_it_is_stale() -> None:
             == 0
         )
         assert run.samples("aliyun_vpn_connection_info", vpn_connection_id="vco-sg2lossy")
-        stale_after = run.exporter.scheduler.plan("default/ap-southeast-1").stale_after
-        run.exporter.fleet.sweep(time.time() + stale_after + 1)
-        assert not run.samples("aliyun_vpn_connection_info", vpn_connection_id="vco-sg2lossy")
-        assert not run.samples("aliyun_vpn_tunnel_ipsec_status", vpn_gateway_id="vpn-sg2lossy")
+        # Latest known (DESIGN "Failure semantics"): a day later, still failing, the
+        # status is old but stays; only a successful listing without it removes it.
+        run.exporter.fleet.sweep(time.time() + 86400)
+        assert run.samples("aliyun_vpn_connection_info", vpn_connection_id="vco-sg2lossy")
+        assert run.samples("aliyun_vpn_tunnel_ipsec_status", vpn_gateway_id="vpn-sg2lossy")
 
 
 async def test_a_large_fleet_is_listed_by_region_pages_not_per_gateway() -> None:

@@ -113,7 +113,7 @@ def test_each_target_is_polled_at_its_own_interval() -> None:
     # 200 gateways a minute in cn-beijing want 3.3 calls/s of 1.6: stretched to 125 s.
     assert plans["huge"].interval == 60
     assert plans["huge"].effective_interval == pytest.approx(200 / RATE)
-    assert plans["critical"].stale_after == 180
+    assert plans["critical"].stale_after is None, "latest known data is kept by default"
 
 
 async def test_the_poll_jobs_and_interval_gauges_follow_the_plan() -> None:
@@ -218,7 +218,7 @@ async def test_new_gateways_of_a_running_target_are_polled_at_once_and_the_cycle
     clock = FakeClock()
     source = Recording(clock)
     fleet = Fleet(Exposition())
-    plan = TargetPlan("t", "cn-hangzhou", [], source, 60.0, 60.0, 180.0, startup_spacing=0.5)
+    plan = TargetPlan("t", "cn-hangzhou", [], source, 60.0, 60.0, startup_spacing=0.5)
     scheduler = PollScheduler([plan], Poller(fleet, SelfMetrics(), clock), fleet, clock)
     scheduler.start()
     try:

@@ -21,7 +21,7 @@ from exporter.cloud.ratelimit import RateBudgets
 from exporter.cloud.retry import RetryPolicy
 from exporter.collect.poller import Poller
 from exporter.exposition.fleet import Fleet
-from exporter.exposition.records import GatewayKey
+from exporter.exposition.records import GatewayKey, TargetRecord
 from exporter.exposition.render import Exposition
 from exporter.simulator.faults import DescriptionMode, Fault
 from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, demo_scenario
@@ -98,9 +98,7 @@ async def rig() -> AsyncIterator[Rig]:
         clock = FakeClock()
         fleet = Fleet(Exposition())
         keys = [GatewayKey(TARGET, "cn-hangzhou", g) for g in GATEWAYS]
-        fleet.configure_target(
-            TARGET, keys, interval=60.0, effective_interval=60.0, stale_after=180.0
-        )
+        fleet.configure_target(TargetRecord(TARGET, interval=60.0, effective_interval=60.0), keys)
         try:
             yield Rig(simulator, client, Poller(fleet, metrics, clock), fleet, metrics, clock)
         finally:
@@ -209,7 +207,12 @@ async def test_one_gateways_failure_leaves_another_untouched(rig: Rig) -> None:
     assert rig.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-hz2quota") == 0
 
 
-async def test_item_series_are_dropped_once_stale_after_failed_polls(rig: Rig) -> None:
+async def test_with_stale_after_set_item_series_are_dropped_once_old(rig: Rig) -> None:
+    rig.fleet.configure_target(
+        TargetRecord(TARGET, interval=60.0, effective_interval=60.0),
+        [rig.key(g) for g in GATEWAYS],
+        stale_after=180.0,  # the operator opted in to vanishing series
+    )
     await rig.poll("vpn-hz2quota")
     rig.simulator.faults.add(Fault.error("InternalError", status=500, action=ACTION))
     rig.clock.advance(120)

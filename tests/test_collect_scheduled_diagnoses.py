@@ -81,7 +81,9 @@ class Rig:
         return self.metrics.registry.get_sample_value(name, {"target": TARGET, **labels}) or 0.0
 
     def fleet_stale_after(self) -> float:
-        return self.inventory.poll_plan(TARGET).stale_after
+        stale_after = self.inventory.poll_plan(TARGET).stale_after
+        assert stale_after is not None, "the rig opts in to poll.stale_after"
+        return stale_after
 
     def calls(self, action: str) -> list[dict[str, str]]:
         return [r.params for r in self.simulator.requests if r.action == action]
@@ -94,6 +96,8 @@ def rig_config(endpoint: str, **diagnose: Any) -> Config:
     return config(
         endpoint,
         [{"region_id": "cn-hangzhou", "gateways": [GATEWAY], "interval": "1m"}],
+        # Opted in to dropping old data, so that a scheduled diagnosis' keep_until shows.
+        poll={"stale_after": "3m"},
         diagnose={
             "enabled": True,
             "interval": "1h",
@@ -134,13 +138,7 @@ async def rig() -> AsyncIterator[Rig]:
             settings, client_for=lambda *_: client, budgets=budgets, fleet=fleet, clock=clock
         )
         for plan in inventory.poll_plans():
-            fleet.configure_target(
-                plan.name,
-                plan.keys,
-                interval=plan.interval,
-                effective_interval=plan.effective_interval,
-                stale_after=plan.stale_after,
-            )
+            fleet.configure_target(plan.record(), plan.keys, stale_after=plan.stale_after)
         await inventory.refresh_gateways(TARGET)
         await inventory.refresh_connections(TARGET)
         await inventory.stop()

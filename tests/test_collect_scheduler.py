@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,9 +27,15 @@ class RecordingSource:
         self.hold = hold
 
     async def get_vpn_gateway_diagnose_result(
-        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+        self,
+        *,
+        vpn_gateway_id: str | None = None,
+        diagnose_id: str | None = None,
+        on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         assert vpn_gateway_id is not None
+        if on_launch is not None:
+            on_launch()
         self.calls.append((vpn_gateway_id, self.clock.monotonic()))
         if self.hold is not None:
             await self.hold.wait()
@@ -53,16 +60,9 @@ def make(
         client=source,
         interval=interval,
         effective_interval=interval,
-        stale_after=3 * interval,
     )
     scheduler = PollScheduler([plan], Poller(fleet, SelfMetrics(), clock), fleet, clock)
-    fleet.configure_target(
-        plan.name,
-        plan.keys,
-        interval=interval,
-        effective_interval=interval,
-        stale_after=3 * interval,
-    )
+    fleet.configure_target(plan.record(), plan.keys)
     return scheduler, plan
 
 

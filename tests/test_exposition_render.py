@@ -5,7 +5,16 @@ from __future__ import annotations
 import gzip
 
 from exporter.exposition.gzip_segments import gzip_member
-from exporter.exposition.records import GatewayKey, GatewayRecord, PollResult, with_diagnosis
+from exporter.exposition.records import (
+    GatewayKey,
+    GatewayRecord,
+    PollResult,
+    TargetRecord,
+    with_diagnosis,
+    with_failed_poll,
+    with_missing_gateway,
+    with_vpn_connections,
+)
 from exporter.exposition.render import (
     Exposition,
     escape_label_value,
@@ -13,6 +22,7 @@ from exporter.exposition.render import (
     render_gateway,
     render_target,
 )
+from exporter.model.connection import VpnConnection
 from exporter.model.diagnosis import (
     ConsistencyReading,
     DiagnoseItem,
@@ -164,7 +174,9 @@ def test_each_family_has_one_help_and_type_and_is_contiguous() -> None:
     for gateway in ("vpn-a", "vpn-b"):
         key = GatewayKey("t", "cn-hangzhou", gateway)
         exposition.put(key, render_gateway(polled(GatewayRecord(key), diagnosis(items=ITEMS))))
-    exposition.put(("target", "t"), render_target("t", 60.0, 90.0))
+    exposition.put(
+        ("target", "t"), render_target(TargetRecord("t", interval=60.0, effective_interval=90.0))
+    )
     out = b"".join(exposition.chunks()).decode()
     seen: list[str] = []
     for line in out.splitlines():
@@ -209,3 +221,72 @@ def test_integer_values_are_formatted_like_floats() -> None:
     assert format_value(3) == "3"
     assert format_value(0.25) == "0.25"
     assert format_value(float("nan")) == "NaN"
+
+
+def _connection(connection_id: str) -> VpnConnection:
+    return VpnConnection(
+        connection_id,
+        "vpn-a",
+        connection_id,
+        "active",
+        "ipsec_sa_established",
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_old_data_stays_without_stale_after() -> None:
+    record = polled(GatewayRecord(KEY), diagnosis("vco-a", items=ITEMS), at=100.0)
+    record = with_vpn_connections(record, (_connection("vco-a"),), 100.0)
+    record = with_failed_poll(record, PollResult(False, 1_000_000.0, 1.0, "Throttling"))
+    out = text(record.current(stale_after=None, now=1_000_000.0))
+    assert "aliyun_vpn_quota_used{" in out
+    assert "aliyun_vpn_connection_info{" in out
+    assert f"aliyun_vpn_poll_success{{{BASE}}} 0\n" in out
+
+
+def test_a_connection_a_listing_no_longer_names_loses_its_diagnosis_series() -> None:
+    record = polled(GatewayRecord(KEY), diagnosis("vco-a", items=ITEMS), at=100.0)
+    record = polled(record, diagnosis("vco-b", items=ITEMS), at=101.0)
+    record = with_vpn_connections(record, (_connection("vco-a"), _connection("vco-b")), 102.0)
+    record = with_vpn_connections(record, (_connection("vco-b"),), 200.0)
+    out = text(record)
+    assert 'vpn_connection_id="vco-b"' in out
+    assert 'vpn_connection_id="vco-a"' not in out
+
+
+def test_a_gateway_the_api_calls_unknown_keeps_its_data_and_is_not_found() -> None:
+    record = polled(GatewayRecord(KEY), diagnosis(items=ITEMS))
+    assert f"aliyun_vpn_gateway_found{{{BASE}}} 1\n" in text(record)
+    missing = PollResult(False, 200.0, 0.1, "InvalidVpnGatewayInstanceId.NotFound")
+    out = text(with_missing_gateway(record, missing))
+    assert f"aliyun_vpn_gateway_found{{{BASE}}} 0\n" in out
+    assert "aliyun_vpn_quota_used{" in out
+    assert f"aliyun_vpn_poll_success{{{BASE}}} 0\n" in out
+    assert f"aliyun_vpn_gateway_found{{{BASE}}} 1\n" in text(polled(record, diagnosis()))
+
+
+def test_target_series_name_profile_region_and_diagnosis_ages() -> None:
+    out = b"".join(
+        render_target(
+            TargetRecord(
+                "t",
+                profile="prod",
+                region_id="cn-hangzhou",
+                interval=60.0,
+                effective_interval=75.0,
+                last_launch_at=1234.5,
+                diagnose_interval=3600.0,
+                diagnose_max_age=7500.0,
+            )
+        )
+    ).decode()
+    assert 'aliyun_vpn_target_info{target="t",profile="prod",region_id="cn-hangzhou"} 1\n' in out
+    assert 'aliyun_vpn_poll_last_launch_timestamp_seconds{target="t"} 1234.5\n' in out
+    assert 'aliyun_vpn_diagnose_schedule_interval_seconds{target="t"} 3600\n' in out
+    assert 'aliyun_vpn_diagnose_max_age_seconds{target="t"} 7500\n' in out
+    manual = b"".join(render_target(TargetRecord("t", diagnose_max_age=86400.0))).decode()
+    assert "aliyun_vpn_diagnose_schedule_interval_seconds" not in manual
+    assert 'aliyun_vpn_diagnose_max_age_seconds{target="t"} 86400\n' in manual

@@ -3,6 +3,7 @@ GetVpnGatewayDiagnoseResult answer means (API page and FACTS)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from exporter.cloud.errors import is_missing_parameter
@@ -30,10 +31,15 @@ def is_our_bug(code: str | None) -> bool:
 
 
 class DiagnosisSource(Protocol):
-    """The part of the VPC client a poll needs."""
+    """The part of the VPC client a poll needs. `on_launch`, when given, is called once,
+    when the call's first attempt may go out (its rate budget slot is granted)."""
 
     async def get_vpn_gateway_diagnose_result(
-        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+        self,
+        *,
+        vpn_gateway_id: str | None = None,
+        diagnose_id: str | None = None,
+        on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -52,5 +58,9 @@ class DiagnosisRunner(Protocol):
     ) -> dict[str, Any]: ...
 
     async def get_vpn_gateway_diagnose_result(
-        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+        self,
+        *,
+        vpn_gateway_id: str | None = None,
+        diagnose_id: str | None = None,
+        on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]: ...

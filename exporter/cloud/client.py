@@ -32,7 +32,7 @@ from exporter.cloud.errors import (
     NetworkError,
     failure_code,
 )
-from exporter.cloud.keys import CredentialsProvider
+from exporter.cloud.keys import CredentialsProvider, CredentialVerdicts
 from exporter.cloud.paging import MAX_PAGE_SIZE
 from exporter.cloud.ratelimit import RateBudget, RateBudgets
 from exporter.cloud.retry import RETRY_AFTER_HEADER, RetryPolicy, parse_retry_after
@@ -153,6 +153,7 @@ class VpcClient:
     account defaults to the profile's name), is signed afresh, is counted in the
     self-metrics and must finish within `timeout`. Failures raise
     the `exporter.cloud.errors` types; transient ones are retried first per `retry`.
+    `verdicts`, when given, hears whether the cloud accepted the credentials.
     """
 
     def __init__(
@@ -172,9 +173,11 @@ class VpcClient:
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         account: str | None = None,
+        verdicts: CredentialVerdicts | None = None,
     ) -> None:
         self._http = http
         self._credentials = credentials
+        self._verdicts = verdicts
         self.account = account or credentials.profile
         """Whose rate budgets the calls take: the API throttles per account and region."""
         self.region_id = region_id
@@ -200,10 +203,18 @@ class VpcClient:
         """Calls per second the budget of `action` currently allows this client."""
         return self._action(action)[0].rate_per_second
 
-    async def call(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+    async def call(
+        self,
+        action: str,
+        params: Mapping[str, str],
+        *,
+        on_launch: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Call an RPC action (`POST /?<params>`, empty body) and return its JSON answer.
 
         `RegionId` is always sent. Raises `ApiError` subclasses after retries run out.
+        `on_launch` is called once, when the budget grants the first attempt: the moment
+        the call could actually go out.
         """
         query = canonical_query([("RegionId", self.region_id), *params.items()])
         url = httpx.URL(f"{self.base_url}/?{query}")
@@ -211,11 +222,15 @@ class VpcClient:
         retries = 0
         while True:
             await budget.acquire()
+            if on_launch is not None and retries == 0:
+                on_launch()
             try:
                 answer = await self._attempt(action, url)
             except CredentialsError:
                 raise
             except ApiError as error:
+                if isinstance(error, CloudError):
+                    self._judge_credentials(error)
                 if isinstance(error, CloudError) and error.throttled:
                     budget.throttled(error.retry_after)
                 delay = self._retry.delay(retries, error, self._rand)
@@ -233,7 +248,19 @@ class VpcClient:
                 await self._sleep(delay)
             else:
                 budget.succeeded()
+                if self._verdicts is not None:
+                    self._verdicts.accepted()
                 return answer
+
+    def _judge_credentials(self, error: CloudError) -> None:
+        """Tell `verdicts` whether the cloud's error answer accepted the credentials: a
+        rejection says so; any other 4xx answer (not throttling) got past the check."""
+        if self._verdicts is None:
+            return
+        if error.credentials_rejected:
+            self._verdicts.rejected(str(error))
+        elif error.status is not None and error.status < 500 and not error.throttled:
+            self._verdicts.accepted()
 
     async def _attempt(self, action: str, url: httpx.URL) -> dict[str, Any]:
         """One signed HTTP exchange, counted and timed in the self-metrics."""
@@ -368,7 +395,11 @@ class VpcClient:
         return entry
 
     async def get_vpn_gateway_diagnose_result(
-        self, *, vpn_gateway_id: str | None = None, diagnose_id: str | None = None
+        self,
+        *,
+        vpn_gateway_id: str | None = None,
+        diagnose_id: str | None = None,
+        on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """The latest diagnosis of a gateway, or the diagnosis `diagnose_id`."""
         if not vpn_gateway_id and not diagnose_id:
@@ -378,7 +409,7 @@ class VpcClient:
             params["VpnGatewayId"] = vpn_gateway_id
         if diagnose_id:
             params["DiagnoseId"] = diagnose_id
-        return await self.call("GetVpnGatewayDiagnoseResult", params)
+        return await self.call("GetVpnGatewayDiagnoseResult", params, on_launch=on_launch)
 
     async def diagnose_vpn_gateway(
         self,

@@ -62,6 +62,17 @@ def is_missing_parameter(code: str | None) -> bool:
     return code == MISSING_PARAMETER or (name[:1].isupper() and name.isalnum())
 
 
+def rejects_credentials(code: str | None) -> bool:
+    """Whether the cloud's `code` says it does not accept the credentials themselves
+    (a wrong secret, an unknown or disabled AccessKey, a bad or expired STS token), as
+    opposed to a permission, a clock or a request problem."""
+    return code is not None and (
+        code == "SignatureDoesNotMatch"
+        or code.startswith("InvalidAccessKeyId.")
+        or code.startswith("InvalidSecurityToken.")
+    )
+
+
 class ApiError(Exception):
     """A failed call to the VPC API."""
 
@@ -124,6 +135,11 @@ class CloudError(ApiError):
     def auth_failure(self) -> bool:
         """The cloud rejected the credentials or their permissions (never a clock problem)."""
         return not self.clock_problem and (self.code in AUTH_CODES or self.status == 403)
+
+    @property
+    def credentials_rejected(self) -> bool:
+        """The cloud does not accept the credentials (see `rejects_credentials`)."""
+        return rejects_credentials(self.code)
 
     @property
     def clock_problem(self) -> bool:

@@ -30,3 +30,16 @@ class CredentialsProvider(Protocol):
     async def get(self) -> Credential:
         """Return a currently valid credential; raise `CredentialsError` if there is none."""
         ...
+
+
+class CredentialVerdicts(Protocol):
+    """Told what the cloud made of a profile's credentials (see
+    `exporter.cloud.profiles.MonitoredProvider`)."""
+
+    def accepted(self) -> None:
+        """The cloud answered a signed call past its credential check."""
+        ...
+
+    def rejected(self, reason: str) -> None:
+        """The cloud refused the credentials themselves (`reason`: the error, no secret)."""
+        ...

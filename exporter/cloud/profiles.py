@@ -6,6 +6,10 @@ reach, an expired OIDC token) fails only the targets that name it: their calls r
 so that the failure is logged once for the profile, with the library's reason and the
 targets it stops, instead of once per gateway, and exported as
 `aliyun_vpn_credentials_success{profile}`; recovery is logged once too.
+
+Credentials that resolve may still be refused by the cloud (a wrong secret, a deleted
+AccessKey, an expired STS token): the clients report those verdicts here
+(`CredentialVerdicts`), so the gauge is 0 until a call gets past the cloud's check again.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ _REQUEST_IDS = re.compile(
 
 
 class MonitoredProvider:
-    """A `CredentialsProvider` that reports its profile's health."""
+    """A `CredentialsProvider` (and `CredentialVerdicts`) that reports its profile's
+    health: 1 while the credentials resolve and the cloud accepts them."""
 
     def __init__(
         self, provider: CredentialsProvider, metrics: SelfMetrics, targets: Sequence[str] = ()
@@ -36,6 +41,7 @@ class MonitoredProvider:
         self._targets = tuple(targets)
         self._gauge = metrics.credentials_success.labels(provider.profile)
         self._failure: str | None = None
+        self._rejection: str | None = None
         self._ever_resolved = False
 
     @property
@@ -46,7 +52,7 @@ class MonitoredProvider:
     def failure(self) -> str | None:
         """Why the profile failed the last time it was needed (None: it worked), request
         IDs left out."""
-        return self._failure
+        return self._failure or self._rejection
 
     async def get(self) -> Credential:
         try:
@@ -62,8 +68,35 @@ class MonitoredProvider:
                 )
             self._failure = None
             self._ever_resolved = True
-            self._gauge.set(1)
+            self._gauge.set(0 if self._rejection else 1)
         return credential
+
+    def accepted(self) -> None:
+        """A call got past the cloud's credential check."""
+        if self._rejection is None:
+            return
+        self._rejection = None
+        log.info("credentials accepted again", extra={"fields": {"profile": self.profile}})
+        self._gauge.set(0 if self._failure else 1)
+
+    def rejected(self, reason: str) -> None:
+        """The cloud refused the credentials; logged once per change of reason."""
+        self._gauge.set(0)
+        condition = _REQUEST_IDS.sub("<request id>", reason)
+        if condition == self._rejection:
+            return
+        self._rejection = condition
+        log.error(
+            "the cloud rejects the credentials of the profile: its targets get no data "
+            "until they are fixed",
+            extra={
+                "fields": {
+                    "profile": self.profile,
+                    "targets": ",".join(self._targets),
+                    "error": reason,
+                }
+            },
+        )
 
     def _failed(self, reason: str) -> None:
         self._gauge.set(0)

@@ -46,7 +46,6 @@ from exporter.model.gateway import DiscoveredGateway
 
 log = logging.getLogger(__name__)
 
-STALE_AFTER_INTERVALS = 3
 INFO_INTERVAL = 900.0
 """How often a target without discovery refreshes its gateways' info."""
 YIELD_EVERY = 50
@@ -66,9 +65,10 @@ class PlanReceiver(Protocol):
         *,
         gateways: Sequence[str],
         effective_interval: float,
-        stale_after: float,
         jitter: float,
         startup_spacing: float,
+        diagnose_interval: float | None,
+        diagnose_max_age: float | None,
     ) -> None: ...
 
 
@@ -171,6 +171,8 @@ class Inventory:
         """The poll plan of target `name` as things stand."""
         inventory = self.targets[name]
         effective = self.effective_interval(name)
+        diagnose = self.config.diagnose
+        diagnose_interval = self.diagnose_interval(name) if diagnose.enabled else None
         return TargetPlan(
             name=name,
             region_id=inventory.region_id,
@@ -178,16 +180,20 @@ class Inventory:
             client=inventory.client,
             interval=self.config.interval_for(inventory.target),
             effective_interval=effective,
-            stale_after=self._stale_after(effective),
+            stale_after=self.config.poll.stale_after,
             jitter=self.config.poll.jitter * effective,
             startup_spacing=self.startup_spacing(name),
+            profile=inventory.target.credentials,
+            diagnose_interval=diagnose_interval,
+            diagnose_max_age=(
+                diagnose.manual_max_age
+                if diagnose_interval is None
+                else 2 * diagnose_interval + diagnose.timeout
+            ),
         )
 
     def poll_plans(self) -> list[TargetPlan]:
         return [self.poll_plan(name) for name in self.targets]
-
-    def _stale_after(self, effective: float) -> float:
-        return self.config.poll.stale_after or STALE_AFTER_INTERVALS * effective
 
     def replan(self) -> None:
         """Share the budgets anew (gateway or connection counts changed) and hand every
@@ -201,9 +207,10 @@ class Inventory:
                 name,
                 gateways=plan.gateways,
                 effective_interval=plan.effective_interval,
-                stale_after=plan.stale_after,
                 jitter=plan.jitter,
                 startup_spacing=plan.startup_spacing,
+                diagnose_interval=plan.diagnose_interval,
+                diagnose_max_age=plan.diagnose_max_age,
             )
             self._render(self.targets[name])
             job = self._jobs.get_job(f"diagnose:{name}")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.cloud.actions import DiagnosisSource
-from exporter.exposition.records import GatewayKey
+from exporter.exposition.records import GatewayKey, TargetRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +79,35 @@ class TargetPlan:
     client: DiagnosisSource
     interval: float
     effective_interval: float
-    stale_after: float
+    """The planned pace: the interval, stretched when the budget is short."""
+    stale_after: float | None = None
+    """`poll.stale_after`: None keeps the latest known data however old."""
     jitter: float = 0.0
     startup_spacing: float = 0.0
     """Seconds between polls in the first cycle: the budget's pace, so that data arrives
     soon after start instead of being spread over a whole interval."""
+    profile: str = ""
+    """The credentials profile of the target's client."""
+    diagnose_interval: float | None = None
+    """The scheduled-diagnosis interval (None: off)."""
+    diagnose_max_age: float | None = None
+    """Age after which a finished diagnosis counts as stale."""
     keys: list[GatewayKey] = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = [GatewayKey(self.name, self.region_id, g) for g in self.gateways]
+
+    def record(self, effective_interval: float | None = None) -> TargetRecord:
+        """The target's own exported record; `effective_interval` is the achieved pace
+        when one was measured (else the planned one is shown)."""
+        return TargetRecord(
+            name=self.name,
+            profile=self.profile,
+            region_id=self.region_id,
+            interval=self.interval,
+            effective_interval=(
+                self.effective_interval if effective_interval is None else effective_interval
+            ),
+            diagnose_interval=self.diagnose_interval,
+            diagnose_max_age=self.diagnose_max_age,
+        )

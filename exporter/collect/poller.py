@@ -9,7 +9,7 @@ and once when it ends, not once per poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from exporter.clock import Clock
 from exporter.cloud.actions import (
@@ -35,6 +35,7 @@ from exporter.exposition.records import (
     with_diagnosis,
     with_failed_diagnosis,
     with_failed_poll,
+    with_missing_gateway,
     without_diagnosis,
 )
 from exporter.model.diagnosis import Diagnosis
@@ -54,14 +55,20 @@ class Poller:
         self._conditions: dict[GatewayKey, str] = {}
         self._parse_failures: dict[GatewayKey, frozenset[str]] = {}
 
-    async def poll(self, key: GatewayKey, client: DiagnosisSource) -> PollResult:
-        """Poll one gateway once; never raises for API trouble."""
+    async def poll(
+        self,
+        key: GatewayKey,
+        client: DiagnosisSource,
+        launched: Callable[[], None] | None = None,
+    ) -> PollResult:
+        """Poll one gateway once; never raises for API trouble. `launched` is called when
+        the rate budget grants the poll's first attempt (see the scheduler)."""
         started = self.clock.monotonic()
         # The record is read after the call, not before: other writers (discovery, the
         # connection listing, scheduled diagnoses) may have changed it meanwhile.
         try:
             payload = await client.get_vpn_gateway_diagnose_result(
-                vpn_gateway_id=key.vpn_gateway_id
+                vpn_gateway_id=key.vpn_gateway_id, on_launch=launched
             )
             diagnosis = parse_diagnosis(payload)
         except CloudError as error:
@@ -102,7 +109,9 @@ class Poller:
         result = self._result(False, started, code, str(error))
         if code == NO_SUCH_GATEWAY:
             why = f"gateway does not exist, check the configuration: {error}"
-        elif error.clock_problem:
+            self._condition(key, code, why)
+            return with_missing_gateway(record, result), result
+        if error.clock_problem:
             why = f"{clock_problem_message(error)}: {error}"
         elif error.auth_failure:
             why = (

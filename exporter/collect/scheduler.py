@@ -12,6 +12,15 @@ A target's gateways and pace may change while it runs (discovery finds or loses
 gateways, the budget is shared anew): `update_plan` drops the series of gateways that
 went, polls new ones at the budget's pace without waiting for the next cycle, and
 reschedules the cycle when its effective interval changed.
+
+The pace achieved (`aliyun_vpn_poll_effective_interval_seconds`) is measured, not
+planned: a poll counts as *launched* when the rate budget grants its first attempt (the
+moment its call could go out; a poll queued behind an exhausted or throttled budget has
+not launched yet). A target's cycle completes once each of its gateways has launched
+since the previous completion; the exported pace is then the longest time between two
+successive launches of one gateway in that cycle. It grows under throttling and keeps
+its value while nothing launches. A gateway backing off because it does not exist is
+left out of both.
 """
 
 from __future__ import annotations
@@ -19,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -65,9 +75,58 @@ def effective_interval(interval: float, gateways: int, calls_per_second: float) 
 
 
 class GatewayPoller(Protocol):
-    """What a poll cycle launches: one poll of one gateway (`exporter.collect.poller`)."""
+    """What a poll cycle launches: one poll of one gateway (`exporter.collect.poller`);
+    `launched` is called when the rate budget grants its first attempt."""
 
-    async def poll(self, key: GatewayKey, client: DiagnosisSource) -> PollResult: ...
+    async def poll(
+        self, key: GatewayKey, client: DiagnosisSource, launched: Callable[[], None] | None = None
+    ) -> PollResult: ...
+
+
+@dataclass
+class Pace:
+    """One target's launches, to measure the pace it achieves (see the module doc)."""
+
+    last_launch: dict[GatewayKey, float] = field(default_factory=dict)
+    """Monotonic time of each gateway's latest launch."""
+    launched: set[GatewayKey] = field(default_factory=set)
+    """Gateways launched in the current cycle."""
+    longest_gap: float = 0.0
+    """The longest time between two launches of one gateway in the current cycle."""
+    achieved: float | None = None
+    """The longest gap of the last completed cycle (None: no cycle completed yet)."""
+
+    def launch(
+        self,
+        key: GatewayKey,
+        now: float,
+        keys: Sequence[GatewayKey],
+        excused: Callable[[GatewayKey], bool],
+        excused_at_most: int,
+    ) -> bool:
+        """Note a launch of `key` at `now`; True when it completed a cycle of `keys`
+        (gateways `excused` need not launch; at most `excused_at_most` are) in which some
+        gateway launched twice, so that `achieved` changed."""
+        previous = self.last_launch.get(key)
+        self.last_launch[key] = now
+        if previous is not None:
+            self.longest_gap = max(self.longest_gap, now - previous)
+        self.launched.add(key)
+        if len(self.launched) + excused_at_most < len(keys) or not all(
+            k in self.launched or excused(k) for k in keys
+        ):
+            return False
+        completed = self.longest_gap > 0
+        if completed:
+            self.achieved = self.longest_gap
+        self.launched = set()
+        self.longest_gap = 0.0
+        return completed
+
+    def forget(self, key: GatewayKey) -> None:
+        """`key` stops counting (gone, or backing off): its next launch starts afresh."""
+        self.last_launch.pop(key, None)
+        self.launched.discard(key)
 
 
 class PollScheduler:
@@ -82,6 +141,7 @@ class PollScheduler:
         self.clock = clock
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._in_flight: dict[GatewayKey, asyncio.Task[object]] = {}
+        self._pace: dict[str, Pace] = {plan.name: Pace() for plan in self.plans}
         self._skip_until: dict[GatewayKey, float] = {}
         self._cycles_begun: set[str] = set()
         self._last_cycle: dict[str, float] = {}
@@ -115,13 +175,32 @@ class PollScheduler:
         self.scheduler.start()
 
     def _configure(self, plan: TargetPlan) -> None:
+        pace = self._pace.setdefault(plan.name, Pace())
+        for key in [k for k in pace.last_launch if k not in set(plan.keys)]:
+            pace.forget(key)
         self.fleet.configure_target(
-            plan.name,
-            plan.keys,
-            interval=plan.interval,
-            effective_interval=plan.effective_interval,
-            stale_after=plan.stale_after,
+            plan.record(pace.achieved), plan.keys, stale_after=plan.stale_after
         )
+
+    def effective_interval(self, name: str) -> float:
+        """The pace target `name` achieves: measured once a cycle completed, else planned."""
+        achieved = self._pace[name].achieved
+        return self.plan(name).effective_interval if achieved is None else achieved
+
+    def _launched(self, key: GatewayKey) -> None:
+        """The budget granted the first attempt of `key`'s poll: note the launch."""
+        pace = self._pace.get(key.target)
+        if pace is None:
+            return
+        now = self.clock.monotonic()
+        keys = self.plan(key.target).keys
+        excused = len(self._skip_until)
+        if pace.launch(key, now, keys, lambda k: self._skip_until.get(k, 0.0) > now, excused):
+            self.fleet.set_pace(
+                key.target, effective_interval=pace.achieved, last_launch_at=self.clock.time()
+            )
+        else:
+            self.fleet.set_pace(key.target, last_launch_at=self.clock.time())
 
     @staticmethod
     def _warn_if_stretched(plan: TargetPlan) -> None:
@@ -151,9 +230,10 @@ class PollScheduler:
         *,
         gateways: Sequence[str] | None = None,
         effective_interval: float | None = None,
-        stale_after: float | None = None,
         jitter: float | None = None,
         startup_spacing: float | None = None,
+        diagnose_interval: float | None = None,
+        diagnose_max_age: float | None = None,
     ) -> None:
         """Change what target `name` polls, or how often, while it runs (see the module
         doc); arguments left None keep their value."""
@@ -166,8 +246,10 @@ class PollScheduler:
             plan.keys = [GatewayKey(plan.name, plan.region_id, g) for g in plan.gateways]
         if effective_interval is not None:
             plan.effective_interval = float(effective_interval)
-        if stale_after is not None:
-            plan.stale_after = stale_after
+        if diagnose_interval is not None:
+            plan.diagnose_interval = diagnose_interval
+        if diagnose_max_age is not None:
+            plan.diagnose_max_age = diagnose_max_age
         if jitter is not None:
             plan.jitter = jitter
         if startup_spacing is not None:
@@ -293,9 +375,12 @@ class PollScheduler:
 
     async def _poll(self, key: GatewayKey, client: DiagnosisSource) -> None:
         try:
-            result = await self.poller.poll(key, client)
+            result = await self.poller.poll(key, client, lambda: self._launched(key))
             if result.error_code == NO_SUCH_GATEWAY:
                 self._skip_until[key] = self.clock.monotonic() + MISSING_GATEWAY_BACKOFF
+                pace = self._pace.get(key.target)
+                if pace is not None:
+                    pace.forget(key)
             else:
                 self._skip_until.pop(key, None)
         except Exception:

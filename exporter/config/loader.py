@@ -350,12 +350,16 @@ def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> 
 
 def _summary(path: str | Path, config: Config) -> str:
     poll = config.poll
-    stale = format_duration(poll.stale_after) if poll.stale_after else "3 x effective interval"
+    stale = (
+        f"dropped after {format_duration(poll.stale_after)}"
+        if poll.stale_after
+        else "latest known kept"
+    )
     lines = [
         f"{path}: OK",
         "  credentials: "
         + ", ".join(f"{name} ({profile.source})" for name, profile in config.credentials.items()),
-        f"  poll: every {format_duration(poll.interval)}, stale after {stale}",
+        f"  poll: every {format_duration(poll.interval)}, data {stale}",
         f"  targets: {len(config.targets)}",
     ]
     for target in config.targets:

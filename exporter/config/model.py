@@ -162,11 +162,13 @@ CredentialsProfile = Annotated[
 
 
 class PollConfig(StrictModel):
-    """How often gateways are polled, and how long their data outlives failed polls."""
+    """How often gateways are polled, and whether old data is ever dropped."""
 
     interval: PositiveDuration = 300.0
     stale_after: PositiveDuration | None = None
-    """None: 3 times the effective interval (what the rate budget allows)."""
+    """None (the default): a gateway's latest known data stays exported however long its
+    polls fail, while it is configured or discovered. A duration: data older than that is
+    dropped (opt-in, for those who prefer vanishing series)."""
     jitter: Annotated[float, Field(ge=0, le=0.5)] = 0.05
     """Fraction of the interval by which a run may start late, so targets drift apart."""
 
@@ -253,6 +255,9 @@ class DiagnoseConfig(StrictModel):
     interval: PositiveDuration = 3600.0
     timeout: PositiveDuration = 300.0
     result_interval: PositiveDuration = 5.0
+    manual_max_age: PositiveDuration = 86400.0
+    """Without scheduled diagnoses: the age after which a gateway's latest (manually
+    started) diagnosis counts as stale (`aliyun_vpn_diagnose_max_age_seconds`)."""
     connections: dict[VpnConnectionId, IpsecExtendInfo] = {}
     """`IPsecExtendInfo` per connection; connections not listed are diagnosed without it."""
 

@@ -4,6 +4,11 @@ A `GatewayRecord` is never mutated: every poll outcome produces a new record, wh
 fleet (`exporter.exposition.fleet`) swaps in and hands to the exposition to re-render that one
 gateway. The rules of DESIGN's failure semantics live here, as pure functions of the old
 record, the outcome and the time, so tests can check them without a server or a clock.
+
+Records hold the *latest known* state: a failed poll changes only the poll series, never
+the data. Data goes only when its gateway or connection is gone (from the config, a
+successful discovery or a successful connection listing), or, when the operator opted
+in to `poll.stale_after`, once it is older than that.
 """
 
 from __future__ import annotations
@@ -29,6 +34,27 @@ class GatewayKey:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetRecord:
+    """What is exported about one target itself: its settings and its achieved pace."""
+
+    name: str
+    profile: str = ""
+    """The credentials profile the target calls with (`aliyun_vpn_target_info`)."""
+    region_id: str = ""
+    interval: float = 0.0
+    """The configured poll interval."""
+    effective_interval: float = 0.0
+    """The pace achieved (see `exporter.collect.scheduler`), the planned one before a
+    cycle has completed."""
+    last_launch_at: float | None = None
+    """Wall time the scheduler last launched a poll of the target."""
+    diagnose_interval: float | None = None
+    """The scheduled-diagnosis interval (None: scheduled diagnoses are off)."""
+    diagnose_max_age: float | None = None
+    """Age after which a gateway's latest finished diagnosis counts as stale."""
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionDiagnosis:
     """The latest diagnosis seen for one connection and when a poll last confirmed it."""
 
@@ -43,8 +69,11 @@ class ConnectionDiagnosis:
     this wall time (the next scheduled diagnosis is not due yet, and nothing else would
     confirm it), whatever `confirmed_at` says."""
 
-    def fresh(self, stale_after: float, now: float) -> bool:
-        """Whether this connection's data is still to be exported at `now`."""
+    def fresh(self, stale_after: float | None, now: float) -> bool:
+        """Whether this connection's data is still to be exported at `now` (always,
+        unless the operator set `poll.stale_after`)."""
+        if stale_after is None:
+            return True
         return now - self.confirmed_at < stale_after or (
             self.keep_until is not None and now < self.keep_until
         )
@@ -73,6 +102,9 @@ class GatewayRecord:
     last_success_at: float | None = None
     available: bool | None = None
     """False once the API said the gateway has no diagnosis (`InvalidVpnGatewayId.NotFound`)."""
+    found: bool = True
+    """False once the API said the gateway does not exist
+    (`InvalidVpnGatewayInstanceId.NotFound`); True again after any answer about it."""
     latest_connection: str | None = None
     """The connection of the gateway's latest diagnosis (gateway-scoped items come from it)."""
     connections: Mapping[str, ConnectionDiagnosis] = field(
@@ -90,8 +122,11 @@ class GatewayRecord:
         latest = self.connections.get(self.latest_connection or "")
         return None if latest is None else latest.latest.running
 
-    def current(self, stale_after: float, now: float) -> GatewayRecord:
-        """This record without the connections whose data went stale by `now`."""
+    def current(self, stale_after: float | None, now: float) -> GatewayRecord:
+        """This record without the connections whose data went stale by `now` (with
+        `stale_after` None, the default, nothing ever goes stale)."""
+        if stale_after is None:
+            return self
         record = self
         fresh = {
             cid: conn for cid, conn in self.connections.items() if conn.fresh(stale_after, now)
@@ -103,8 +138,10 @@ class GatewayRecord:
             record = replace(record, vpn_connections=None, vpn_connections_at=None)
         return record
 
-    def expires_at(self, stale_after: float) -> float | None:
+    def expires_at(self, stale_after: float | None) -> float | None:
         """When the next connection's data goes stale, or None if there is nothing to drop."""
+        if stale_after is None:
+            return None
         times = [conn.expires_at(stale_after) for conn in self.connections.values()]
         if self.vpn_connections_at is not None:
             times.append(self.vpn_connections_at + stale_after)
@@ -117,6 +154,7 @@ def with_diagnosis(record: GatewayRecord, diagnosis: Diagnosis, poll: PollResult
         _with_connection_diagnosis(record, diagnosis, poll.finished_at),
         last_poll=poll,
         last_success_at=poll.finished_at,
+        found=True,
     )
 
 
@@ -158,7 +196,26 @@ def _with_connection_diagnosis(
 def with_vpn_connections(
     record: GatewayRecord, connections: tuple[VpnConnection, ...], listed_at: float
 ) -> GatewayRecord:
-    """DescribeVpnConnections listed the gateway's connections at `listed_at`."""
+    """DescribeVpnConnections listed the gateway's connections at `listed_at`.
+
+    A connection the previous listing had and this one lacks is gone: its diagnosis
+    series go too. Diagnoses of connections no listing ever named stay (the listing
+    covers IPsec connections only)."""
+    listed = {connection.vpn_connection_id for connection in connections}
+    gone = {
+        connection.vpn_connection_id
+        for connection in record.vpn_connections or ()
+        if connection.vpn_connection_id not in listed
+    }
+    if gone & record.connections.keys():
+        kept = {cid: conn for cid, conn in record.connections.items() if cid not in gone}
+        record = replace(
+            record,
+            connections=MappingProxyType(kept),
+            latest_connection=(
+                None if record.latest_connection in gone else record.latest_connection
+            ),
+        )
     return replace(record, vpn_connections=connections, vpn_connections_at=listed_at)
 
 
@@ -174,16 +231,24 @@ def without_diagnosis(record: GatewayRecord, poll: PollResult) -> GatewayRecord:
         last_poll=poll,
         last_success_at=poll.finished_at,
         available=False,
+        found=True,
         latest_connection=None,
         connections=EMPTY_CONNECTIONS,
     )
 
 
 def with_failed_diagnosis(record: GatewayRecord, poll: PollResult) -> GatewayRecord:
-    """The API answered that the diagnosis itself failed: keep the old data until stale."""
-    return replace(record, last_poll=poll, last_success_at=poll.finished_at)
+    """The API answered that the diagnosis itself failed: keep the old data."""
+    return replace(record, last_poll=poll, last_success_at=poll.finished_at, found=True)
 
 
 def with_failed_poll(record: GatewayRecord, poll: PollResult) -> GatewayRecord:
-    """The poll failed: the last good values stay until they go stale."""
+    """The poll failed: the last good values stay (latest known)."""
     return replace(record, last_poll=poll)
+
+
+def with_missing_gateway(record: GatewayRecord, poll: PollResult) -> GatewayRecord:
+    """The API said the gateway does not exist (`InvalidVpnGatewayInstanceId.NotFound`):
+    a failed poll that keeps the data and marks the gateway not found, so a key for the
+    wrong account pages instead of quietly resolving everything."""
+    return replace(record, last_poll=poll, found=False)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from exporter.exposition.cells import FamilyText
 from exporter.exposition.gzip_segments import Segment
-from exporter.exposition.records import GatewayRecord
+from exporter.exposition.records import GatewayRecord, TargetRecord
 from exporter.model.connection import IPSEC_STATUSES, VpnConnection
 from exporter.model.diagnosis import (
     ConsistencyReading,
@@ -97,6 +97,11 @@ AVAILABLE = _family(
     "0 if the gateway has no diagnosis yet (InvalidVpnGatewayId.NotFound), else 1.",
 )
 RUNNING = _family("diagnose_running", "1 while the gateway's latest diagnosis has not finished.")
+GATEWAY_FOUND = _family(
+    "gateway_found",
+    "0 after the API said the gateway does not exist (InvalidVpnGatewayInstanceId.NotFound: "
+    "a wrong ID, region or account), else 1; its other series keep their last values.",
+)
 GATEWAY_INFO = _family(
     "gateway_info",
     "Descriptive labels of the gateway, and its allow-listed tags as tag_<key> "
@@ -142,7 +147,25 @@ POLL_DURATION = _family(
 POLL_INTERVAL = _family("poll_interval_seconds", "Configured poll interval of the target.")
 POLL_EFFECTIVE_INTERVAL = _family(
     "poll_effective_interval_seconds",
-    "Poll interval the target's API rate budget actually allows.",
+    "Pace achieved: the longest time between two successive poll launches (first attempt "
+    "granted by the rate budget) of one gateway of the target over its last completed "
+    "cycle; the planned interval until a cycle has completed.",
+)
+POLL_LAST_LAUNCH = _family(
+    "poll_last_launch_timestamp_seconds",
+    "Unix time the target's scheduler last launched a poll (the rate budget granted its "
+    "first attempt).",
+)
+TARGET_INFO = _family("target_info", "The target's credentials profile and region; always 1.")
+DIAGNOSE_SCHEDULE_INTERVAL = _family(
+    "diagnose_schedule_interval_seconds",
+    "Interval of the target's scheduled diagnoses (diagnose.interval, stretched by the API "
+    "budget); absent when scheduled diagnoses are off.",
+)
+DIAGNOSE_MAX_AGE = _family(
+    "diagnose_max_age_seconds",
+    "Age after which a gateway's latest finished diagnosis is stale: 2 x the schedule "
+    "interval + diagnose.timeout, or diagnose.manual_max_age without scheduled diagnoses.",
 )
 TARGET_GATEWAYS = _family(
     "target_gateways", "Gateways the target polls (listed and discovered; this shard's share)."
@@ -173,6 +196,7 @@ FAMILIES: tuple[Family, ...] = (
     ITEMS_EXPECTED,
     AVAILABLE,
     RUNNING,
+    GATEWAY_FOUND,
     GATEWAY_INFO,
     CONNECTION_INFO,
     CONNECTION_STATE,
@@ -187,6 +211,10 @@ FAMILIES: tuple[Family, ...] = (
     POLL_DURATION,
     POLL_INTERVAL,
     POLL_EFFECTIVE_INTERVAL,
+    POLL_LAST_LAUNCH,
+    TARGET_INFO,
+    DIAGNOSE_SCHEDULE_INTERVAL,
+    DIAGNOSE_MAX_AGE,
     TARGET_GATEWAYS,
     LISTING_SUCCESS,
     LISTING_LAST_SUCCESS,
@@ -254,6 +282,7 @@ def render_gateway(record: GatewayRecord) -> Fragments:
     if record.available is not None:
         out.add(AVAILABLE, 1.0 if record.available else 0.0)
         out.add(RUNNING, 1.0 if record.running else 0.0)
+    out.add(GATEWAY_FOUND, 1.0 if record.found else 0.0)
     if record.info is not None:
         info = record.info
         labels = _labels(name=info.name, vpc_id=info.vpc_id, spec=info.spec, status=info.status)
@@ -365,11 +394,18 @@ def _render_gateway_items(out: _Lines, shown: Diagnosis) -> None:
             out.add(ROUTE_CONFLICTS, float(reading.conflicts))
 
 
-def render_target(target: str, interval: float, effective_interval: float) -> Fragments:
-    """The target-level interval gauges."""
-    out = _Lines(_labels(target=target))
-    out.add(POLL_INTERVAL, interval)
-    out.add(POLL_EFFECTIVE_INTERVAL, effective_interval)
+def render_target(target: TargetRecord) -> Fragments:
+    """The target-level gauges: its settings and its achieved pace."""
+    out = _Lines(_labels(target=target.name))
+    out.add(POLL_INTERVAL, target.interval)
+    out.add(POLL_EFFECTIVE_INTERVAL, target.effective_interval)
+    if target.last_launch_at is not None:
+        out.add(POLL_LAST_LAUNCH, target.last_launch_at)
+    out.add(TARGET_INFO, 1.0, _labels(profile=target.profile, region_id=target.region_id))
+    if target.diagnose_interval is not None:
+        out.add(DIAGNOSE_SCHEDULE_INTERVAL, target.diagnose_interval)
+    if target.diagnose_max_age is not None:
+        out.add(DIAGNOSE_MAX_AGE, target.diagnose_max_age)
     return out.fragments()
 
 
