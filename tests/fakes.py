@@ -4,6 +4,7 @@ provider."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from exporter.cloud.keys import Credential
@@ -47,3 +48,26 @@ class CountingCredentials:
     async def get(self) -> Credential:
         self.calls += 1
         return self.credential
+
+
+class ScaledClock:
+    """Time that runs `factor` times faster than the real clock, for exporter and
+    simulator alike: a minute of API quota passes in 60 / `factor` real seconds, while
+    real HTTP still carries the calls. Slow machines only stretch the scaled durations."""
+
+    def __init__(self, factor: float, start: float = 1_700_000_000.0) -> None:
+        self.factor = factor
+        self._real_start = time.monotonic()
+        self._start = start
+
+    def _elapsed(self) -> float:
+        return (time.monotonic() - self._real_start) * self.factor
+
+    def time(self) -> float:
+        return self._start + self._elapsed()
+
+    def monotonic(self) -> float:
+        return 1000.0 + self._elapsed()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0) / self.factor)

@@ -9,13 +9,26 @@ from typing import Any
 
 import pytest
 
+from exporter.cloud.client import VpcClient, make_http_client
+from exporter.cloud.credentials import StaticCredentialsProvider
+from exporter.cloud.errors import CloudError
+from exporter.cloud.keys import Credential
+from exporter.cloud.ratelimit import RateBudgets
+from exporter.cloud.retry import RetryPolicy
 from exporter.collect.planner import TargetPlan
 from exporter.collect.poller import Poller
 from exporter.collect.scheduler import PollScheduler, effective_interval
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.render import Exposition
+from exporter.simulator.generator import generated_scenario
+from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
+from exporter.simulator.server import SimulatorServer
+from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
-from tests.fakes import FakeClock
+from tests.exporter_rig import samples
+from tests.fakes import FakeClock, ScaledClock
+
+ACTION = "GetVpnGatewayDiagnoseResult"
 
 
 class RecordingSource:
@@ -191,3 +204,152 @@ async def test_launches_wait_while_the_most_polls_allowed_are_in_flight(
     await cycle
     await drain()
     assert [gateway for gateway, _ in source.calls] == [f"vpn-{i}" for i in range(5)]
+
+
+# --- the pace achieved: aliyun_vpn_poll_effective_interval_seconds ---------------------
+
+
+class HoldingOne(RecordingSource):
+    """Answers at once, except for `held`, whose poll waits for `release`."""
+
+    def __init__(self, clock: FakeClock, held: str) -> None:
+        super().__init__(clock)
+        self.held = held
+        self.release = asyncio.Event()
+
+    async def get_vpn_gateway_diagnose_result(
+        self,
+        *,
+        vpn_gateway_id: str | None = None,
+        diagnose_id: str | None = None,
+        on_launch: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        if vpn_gateway_id == self.held:
+            if on_launch is not None:
+                on_launch()
+            self.calls.append((vpn_gateway_id, self.clock.monotonic()))
+            await self.release.wait()
+            raise CloudError(
+                "GetVpnGatewayDiagnoseResult", "x", status=503, code="ServiceUnavailable"
+            )
+        return await super().get_vpn_gateway_diagnose_result(
+            vpn_gateway_id=vpn_gateway_id, on_launch=on_launch
+        )
+
+
+def gauge(scheduler: PollScheduler, name: str) -> float | None:
+    text = b"".join(scheduler.fleet.exposition.chunks()).decode()
+    found = samples(text, name, target="default/cn-hangzhou")
+    return found[0][1] if found else None
+
+
+async def test_the_effective_interval_is_the_longest_launch_gap_of_the_last_cycle() -> None:
+    clock = FakeClock()
+    source = HoldingOne(clock, held="vpn-0")
+    scheduler, plan = make(clock, source, gateways=2, interval=60.0)
+
+    async def cycle() -> None:
+        due = clock.monotonic() + 60.0
+        await scheduler.run_cycle(plan)
+        await drain()
+        clock.advance(due - clock.monotonic())
+
+    await cycle()  # every gateway launched once: no gap measured yet, the plan shows
+    assert gauge(scheduler, "aliyun_vpn_poll_effective_interval_seconds") == 60
+    launched = gauge(scheduler, "aliyun_vpn_poll_last_launch_timestamp_seconds")
+    assert launched is not None and launched <= clock.time()
+    for _ in range(3):  # vpn-0's poll hangs: the cycle cannot complete, the value stays
+        await cycle()
+        assert gauge(scheduler, "aliyun_vpn_poll_effective_interval_seconds") == 60
+    assert gauge(scheduler, "aliyun_vpn_poll_last_launch_timestamp_seconds") > launched  # type: ignore[operator]
+    source.release.set()
+    await drain()
+    await cycle()  # vpn-0 launches again, four intervals after its previous launch
+    effective = gauge(scheduler, "aliyun_vpn_poll_effective_interval_seconds")
+    assert effective is not None and 3 * 60 < effective <= 5 * 60
+    await cycle()
+    await cycle()  # an ordinary cycle: every gateway launched about once a minute again
+    effective = gauge(scheduler, "aliyun_vpn_poll_effective_interval_seconds")
+    assert effective is not None and 0 < effective < 2 * 60
+
+
+ITEM_FAMILIES = (
+    "aliyun_vpn_diagnose_item_status",
+    "aliyun_vpn_quota_used",
+    "aliyun_vpn_probe_reachable",
+    "aliyun_vpn_diagnose_available",
+)
+
+
+async def test_sixty_gateways_at_5s_against_120_per_minute_keep_every_series() -> None:
+    """Issue 11's throttling case, on a clock 20 times faster than the real one: the
+    budget is configured above the API's published 120 calls/min, so the simulator
+    throttles; launches slow down to what the API allows, the effective interval says
+    so (>= 30 s for 60 gateways), and no series ever disappears between polls."""
+    clock = ScaledClock(20.0)
+    simulator = Simulator(generated_scenario(60), clock=clock.time)  # published limits
+    async with SimulatorServer(simulator) as server:
+        http = make_http_client(timeout=5.0)
+        metrics = SelfMetrics()
+        budgets = RateBudgets({ACTION: (600.0, 60.0)}, clock=clock.monotonic, sleep=clock.sleep)
+        client = VpcClient(
+            http,
+            StaticCredentialsProvider(
+                "default", Credential(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET)
+            ),
+            "cn-hangzhou",
+            budgets=budgets,
+            metrics=metrics,
+            endpoint=server.url,
+            retry=RetryPolicy(max_retries=4),
+            clock=clock.monotonic,
+            wall_clock=clock.time,
+            sleep=clock.sleep,
+        )
+        fleet = Fleet(Exposition())
+        plan = TargetPlan(
+            name="default/cn-hangzhou",
+            region_id="cn-hangzhou",
+            gateways=[f"vpn-gen{i:07d}" for i in range(60)],
+            client=client,
+            interval=5.0,
+            effective_interval=6.0,  # what the configured budget (600/min) would allow
+            startup_spacing=0.1,
+        )
+        scheduler = PollScheduler([plan], Poller(fleet, metrics, clock), fleet, clock)
+        fleet.configure_target(plan.record(), plan.keys)
+        seen: set[tuple[str, str]] = set()
+        vanished: list[tuple[str, str]] = []
+
+        def check() -> None:
+            text = b"".join(fleet.exposition.chunks()).decode()
+            now = {
+                (family, line.rsplit(" ", 1)[0])
+                for family in ITEM_FAMILIES
+                for line in text.splitlines()
+                if line.startswith(family + "{")
+            }
+            vanished.extend(seen - now)
+            seen.update(now)
+
+        try:
+            end = clock.monotonic() + 100.0
+            while clock.monotonic() < end:
+                due = clock.monotonic() + 5.0
+                cycle = asyncio.create_task(scheduler.run_cycle(plan))
+                while not cycle.done():
+                    check()
+                    await clock.sleep(0.5)
+                await clock.sleep(due - clock.monotonic())
+            check()
+        finally:
+            await scheduler.stop()
+            await http.aclose()
+    throttled = metrics.registry.get_sample_value(
+        "aliyun_vpn_api_request_failures_total", {"action": ACTION, "code": "Throttling.User"}
+    )
+    assert throttled, "the budget outran the API: the simulator must have throttled"
+    assert len({series for _, series in seen}) > 60, "the gateways' item series were exported"
+    assert vanished == []
+    effective = gauge(scheduler, "aliyun_vpn_poll_effective_interval_seconds")
+    assert effective is not None and effective >= 30.0
