@@ -35,6 +35,7 @@ from exporter.exposition.render import Exposition
 from exporter.telemetry.loop_lag import LoopLagProbe
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.authentication import secure_app
+from exporter.web.health_app import build_health_app
 from exporter.web.listener import Listener
 from exporter.web.metrics_app import MetricsEndpoint, build_metrics_app
 from exporter.web.status_page import StatusPage
@@ -72,6 +73,8 @@ class ListenSettings:
     lifecycle: Callable[[ASGIApp], ASGIApp] | None = None
     """Wraps the listener's app with the lifecycle endpoints (`--web.enable-lifecycle`:
     `exporter.reload.Lifecycle`), behind the web config's authentication."""
+    health_address: str | None = None
+    """The loopback health listener (`--web.health-listen-address`), if any."""
 
 
 class Exporter:
@@ -113,6 +116,15 @@ class Exporter:
             secure_app(app, web_config), listen.address, web_config.tls_settings()
         )
         self.loop_lag = LoopLagProbe(self.metrics.event_loop_lag)
+        self.health_listener = (
+            None
+            if listen.health_address is None
+            else Listener(
+                build_health_app(healthy=self.health, ready=self.readiness),
+                listen.health_address,
+                None,
+            )
+        )
         self._started = False
 
     def _assemble(
@@ -206,6 +218,8 @@ class Exporter:
     async def start(self) -> None:
         self.loop_lag.start()
         await self.listener.start()
+        if self.health_listener is not None:
+            await self.health_listener.start()
         self.scheduler.start()
         self._started = True
         log.info(
@@ -278,6 +292,8 @@ class Exporter:
         self._started = False
         await self.stop_polling()
         await self.listener.stop()
+        if self.health_listener is not None:
+            await self.health_listener.stop()
         await self.http.aclose()
         self.loop_lag.stop()
 

@@ -1,24 +1,116 @@
-"""Command line: Prometheus-style flags, `--demo`, `--check-config` and `simulate`."""
+"""Command line: Prometheus-style flags, `--demo`, `--check-config`, and subcommands.
+
+A subcommand is one entry of `SUBCOMMANDS`: its name, a line for `--help`, and the module
+whose `main(argv) -> int` runs it (imported only when it is used). Every bad flag value is
+one line on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import importlib
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
 
 from exporter import __version__
 
-log = logging.getLogger(__name__)
+PROG = "aliyun-vpn-exporter"
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    """`aliyun-vpn-exporter NAME ...`: runs `module.main(argv)` with the arguments after NAME."""
+
+    name: str
+    summary: str
+    module: str
+
+
+SUBCOMMANDS = (
+    Subcommand(
+        "simulate",
+        "run the API simulator alone (benchmarks, manual tests, the official SDK)",
+        "exporter.simulator.cli",
+    ),
+    Subcommand(
+        "healthcheck",
+        "exit 0 if a running exporter's health listener says it is alive (--ready: ready)",
+        "exporter.web.healthcheck",
+    ),
+)
+
+ENVIRONMENT_HELP = """\
+environment:
+  ALIYUN_VPN_EXPORTER_<KEY>__<KEY>...   override a config key, steps joined by '__'
+                                        (list items by index), e.g.
+                                        ALIYUN_VPN_EXPORTER_POLL__INTERVAL=1m
+                                        ALIYUN_VPN_EXPORTER_TARGETS__0__INTERVAL=30s
+  ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET
+                                        credentials of the default profile (the official
+                                        chain also reads RRSA, the aliyun CLI profile,
+                                        ~/.alibabacloud/credentials.ini, the ECS RAM role)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _checked(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse `type` that keeps the text but refuses it when `check` raises ValueError."""
+
+    def convert(text: str) -> str:
+        try:
+            check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    return convert
+
+
+def _listen_address(text: str) -> str:
+    from exporter.web.listener import parse_listen_address
+
+    return _checked(parse_listen_address)(text)
+
+
+def _level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r}: use debug, info, warn (or warning) or error"
+        )
+    return level
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aliyun-vpn-exporter",
-        description="Prometheus exporter for Alibaba Cloud VPN gateway quick diagnoses. "
-        "Run 'aliyun-vpn-exporter simulate --help' for the API simulator.",
+    names = "|".join(command.name for command in SUBCOMMANDS)
+    parser = _Parser(
+        prog=PROG,
+        usage=f"{PROG} (--config.file=FILE | --demo) [flags]\n"
+        f"       {PROG} --config.file=FILE --check-config [flags]\n"
+        f"       {PROG} {{{names}}} [flags]   (see {PROG} SUBCOMMAND --help)",
+        description="Prometheus exporter for Alibaba Cloud VPN gateway quick diagnoses.",
+        epilog="subcommands:\n"
+        + "".join(f"  {c.name:<38}{c.summary}\n" for c in SUBCOMMANDS)
+        + "\n"
+        + ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config.file", dest="config_file", metavar="FILE", help="YAML config")
@@ -31,14 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.listen-address",
         dest="listen_address",
         default=":9747",
+        type=_listen_address,
         metavar="ADDR",
-        help="address of /metrics, /healthz, /readyz and the status page (default :9747)",
+        help="[host]:port of /metrics, /healthz, /readyz and the status page (default :9747)",
     )
     parser.add_argument(
         "--web.config.file",
         dest="web_config_file",
         metavar="FILE",
         help="TLS and basic auth of the metrics listener (exporter-toolkit format)",
+    )
+    parser.add_argument(
+        "--web.health-listen-address",
+        dest="health_listen_address",
+        type=_listen_address,
+        metavar="ADDR",
+        help="also serve /healthz and /readyz in plain HTTP without authentication on this "
+        "loopback address, for the healthcheck subcommand (default: off)",
     )
     parser.add_argument(
         "--web.enable-lifecycle",
@@ -51,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin.listen-address",
         dest="admin_listen_address",
         default="127.0.0.1:9748",
+        type=_listen_address,
         metavar="ADDR",
         help="address of the admin API, when enabled in the config (default 127.0.0.1:9748)",
     )
@@ -64,10 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--log.level",
         dest="log_level",
         default="info",
-        choices=["debug", "info", "warning", "error"],
+        type=_level,
+        metavar="LEVEL",
+        help="debug, info, warn or error: the exporter's own messages (default info)",
     )
     parser.add_argument(
-        "--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"]
+        "--log.library-level",
+        dest="log_library_level",
+        default="warn",
+        type=_level,
+        metavar="LEVEL",
+        help="the same for third-party libraries (uvicorn, APScheduler, httpx...; default warn)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=["logfmt", "json"],
+        help="logfmt or json, one line per event (default logfmt)",
     )
     parser.add_argument(
         "--shard",
@@ -79,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--total-shards",
         dest="total_shards",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help="number of shards: each polls the gateways whose ID hashes to its index, "
         "with 1/N of every API budget (default 1: no sharding)",
@@ -87,12 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config",
         action="store_true",
-        help="validate --config.file, print what is wrong and exit 0 (valid) or 1",
+        help="check --config.file and the web config files as a start would, print every "
+        "problem, exit 0 (valid) or 1",
     )
     parser.add_argument(
         "--version",
         action="version",
-        version=f"aliyun-vpn-exporter {__version__} (python {platform.python_version()})",
+        version=f"{PROG} {__version__} (python {platform.python_version()})",
     )
     return parser
 
@@ -100,15 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `aliyun-vpn-exporter` console script."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["simulate"]:
-        from exporter.simulator.cli import main as simulate
-
-        return simulate(args_list[1:])
+    for command in SUBCOMMANDS:
+        if args_list[:1] == [command.name]:
+            run_subcommand: Callable[[list[str]], int] = importlib.import_module(
+                command.module
+            ).main
+            return run_subcommand(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
 
     from exporter.collect.sharding import ShardError, shard_from_flags
-    from exporter.config.loader import check_config
 
     try:
         args.sharding = shard_from_flags(args.shard, args.total_shards)
@@ -118,7 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         if not args.config_file:
             parser.error("--check-config needs --config.file")
-        code, report = check_config(args.config_file)
+        from exporter.run import check
+
+        code, report = check(args)
         print(report)
         return code
     if not args.config_file and not args.demo:
@@ -127,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from exporter.logs import setup_logging
     from exporter.run import run
 
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level, args.log_format, library_level=args.log_library_level)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -20,10 +20,12 @@ its `str()`, so no value can break a line. A field named like a fixed key (`ts`,
 Secrets never go into fields or messages: the formatters do not redact.
 
 Levels are written as Prometheus exporters write them: `debug`, `info`, `warn`, `error`.
-Libraries that log every request or job run at INFO (httpx, APScheduler) are held at
-WARNING unless the level is debug. Python warnings are routed through logging too, so
-stderr stays parseable. Uvicorn should be started with `log_config=None` so that its
-loggers propagate here instead of installing their own handlers.
+The level applies to the exporter's own loggers (`exporter.*`, Python warnings); third-party
+libraries (uvicorn, APScheduler, httpx, tzlocal...), which log every request or job run,
+are held to `warn` as well unless asked (`--log.library-level`). Python warnings are
+routed through logging too, so stderr stays parseable. Uvicorn should be started with
+`log_config=None` so that its loggers propagate here instead of installing their own
+handlers.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ LEVELS = {
 }
 """Accepted `--log.level` values (`warn` as an alias, as Prometheus spells it)."""
 
-NOISY_LIBRARIES = ("httpx", "apscheduler")
-"""Loggers that write a line per HTTP request or job run at INFO."""
+OWN_LOGGERS = ("exporter", "py.warnings")
+"""Loggers `level` applies to; every other logger is a library's (`library_level`)."""
 
 _FIXED_KEYS = frozenset({"ts", "level", "logger", "msg", "exc", "stack"})
 _NEEDS_QUOTES = re.compile(r'[\s="\\]')
@@ -106,18 +108,37 @@ class _ExporterHandler(logging.StreamHandler[TextIO]):
     """Marks the handler `setup_logging` installed, so a second call replaces only it."""
 
 
+class _LibraryFilter(logging.Filter):
+    """Drops third-party records below the library level."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            return True
+        name = record.name
+        return any(name == own or name.startswith(f"{own}.") for own in OWN_LOGGERS)
+
+
 def setup_logging(
-    level: str, fmt: Literal["logfmt", "json"], *, stream: TextIO | None = None
+    level: str,
+    fmt: Literal["logfmt", "json"],
+    *,
+    stream: TextIO | None = None,
+    library_level: str = "warn",
 ) -> None:
-    """Send all logging to `stream` (stderr) at `level`, formatted as `fmt`.
+    """Send all logging to `stream` (stderr) formatted as `fmt`, at `level`; third-party
+    libraries' records also need `library_level` (so `--log.level=debug` shows the
+    exporter's debug lines, not every HTTP request and job run of the libraries).
 
     Calling it again replaces the handler it installed earlier and leaves any other handler
     on the root logger (a test's capture, say) alone. Raises ValueError for an unknown
     level or format, so a typo on the command line fails loudly.
     """
-    numeric_level = LEVELS.get(level.strip().lower())
-    if numeric_level is None:
-        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+    numeric_level = _numeric_level(level)
+    numeric_library_level = _numeric_level(library_level)
     formatter: logging.Formatter
     if fmt == "logfmt":
         formatter = LogfmtFormatter()
@@ -128,15 +149,20 @@ def setup_logging(
 
     handler = _ExporterHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_LibraryFilter(numeric_library_level))
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ExporterHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
-    library_level = logging.NOTSET if numeric_level <= logging.DEBUG else logging.WARNING
-    for name in NOISY_LIBRARIES:
-        logging.getLogger(name).setLevel(library_level)
     logging.captureWarnings(True)
+
+
+def _numeric_level(level: str) -> int:
+    numeric = LEVELS.get(level.strip().lower())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}: use debug, info, warn or error")
+    return numeric
 
 
 def _timestamp(record: logging.LogRecord) -> str:

@@ -16,17 +16,18 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from exporter.admin.settings import AdminSettings, AdminSetupError
 from exporter.app import Exporter, ListenSettings
 from exporter.collect.sharding import UNSHARDED
-from exporter.config.loader import load_config
+from exporter.config.loader import load_config, summary
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
 from exporter.reload import Reloader
 from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.listener import is_loopback, parse_listen_address
 from exporter.web.web_config import WebConfig, WebConfigError, load_web_config
 
 if TYPE_CHECKING:
@@ -41,20 +42,117 @@ SHUTDOWN_BOUND = 10.0
 `Limits.stop_timeout` (the metrics listener stops meanwhile), with room to spare."""
 
 
+class StartupError(Exception):
+    """What keeps the exporter from starting: every problem found, one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Startup:
+    """Everything a start reads from files and checks before it binds a port."""
+
+    config: Config
+    web_config: WebConfig | None
+    admin_web_config: WebConfig | None
+    """None when the admin API is disabled."""
+
+
+def prepare(args: argparse.Namespace, config: Config | None = None) -> Startup:
+    """Read and check what a start needs: the config (`config`, or `--config.file`), both
+    web config files (certificates loadable, hashes valid), the admin API's requirements
+    and the health listener's address. `--check-config` runs exactly this.
+
+    Raises `StartupError` naming every problem found, not only the first.
+    """
+    problems: list[str] = []
+    web_config = _web_config(args.web_config_file, "--web.config.file", problems)
+    admin_file = args.admin_web_config_file
+    admin_web_config = _web_config(admin_file, "--admin.web.config.file", problems)
+    if config is None:
+        try:
+            config = load_config(args.config_file)
+        except ConfigError as error:
+            problems += str(error).splitlines()
+    if config is not None and (config.admin.enabled or admin_file):
+        # The admin modules (FastAPI and all) are imported only when the config or the
+        # command line mentions the admin API: a third of the start-up time otherwise.
+        from exporter.admin.server import admin_setup_problems
+
+        problems += admin_setup_problems(
+            config, admin_web_config, admin_file, args.admin_listen_address
+        )
+    health = getattr(args, "health_listen_address", None)
+    if health and not is_loopback(parse_listen_address(health)[0]):
+        problems.append(
+            f"--web.health-listen-address={health}: the health listener has no TLS or "
+            "authentication, so it listens on loopback only (127.0.0.1 or [::1])"
+        )
+    if problems or config is None:
+        raise StartupError(problems)
+    return Startup(config, web_config, admin_web_config if config.admin.enabled else None)
+
+
+def _web_config(path: str | None, flag: str, problems: list[str]) -> WebConfig | None:
+    if path is None:
+        return None
+    try:
+        return load_web_config(path)
+    except WebConfigError as error:
+        problems += [f"{flag}={path}: {problem}" for problem in error.problems]
+        return None
+
+
+def check(args: argparse.Namespace) -> tuple[int, str]:
+    """`--check-config`: the exit code and what to print (every problem, or a summary
+    with the warnings; never a secret)."""
+    try:
+        startup = prepare(args)
+    except StartupError as error:
+        lines = [f"{args.config_file}: invalid configuration"]
+        lines += [f"  {problem}" for problem in error.problems]
+        return 1, "\n".join(lines)
+    lines = [summary(args.config_file, startup.config)]
+    for flag, web_config in (
+        ("--web.config.file", startup.web_config),
+        ("--admin.web.config.file", startup.admin_web_config),
+    ):
+        if web_config is not None:
+            lines.append(f"  {flag}: {_describe(web_config)}")
+    return 0, "\n".join(lines)
+
+
+def _describe(web_config: WebConfig) -> str:
+    tls = web_config.tls_server_config
+    parts = ["no TLS" if tls is None else f"TLS, client certificates: {tls.client_auth_type}"]
+    if web_config.basic_auth_users:
+        parts.append(f"basic auth ({len(web_config.basic_auth_users)} users)")
+    if web_config.bearer_tokens:
+        parts.append(f"bearer tokens ({len(web_config.bearer_tokens)})")
+    return "OK, " + ", ".join(parts)
+
+
 @contextlib.asynccontextmanager
 async def _config_for(
     args: argparse.Namespace,
-) -> AsyncIterator[tuple[Config, Callable[[], Config]]]:
-    """The config from `--config.file` (or the demo's, with its simulator running), and how
-    to load it again for a reload."""
+) -> AsyncIterator[tuple[Startup, Callable[[], Config]]]:
+    """What the start needs, with the config from `--config.file` (or the demo's, with its
+    simulator running), and how to load the config again for a reload."""
     if args.demo:
         from exporter.demo import demo_config, running_demo_simulator
 
         async with running_demo_simulator() as endpoint:
-            yield demo_config(endpoint), lambda: demo_config(endpoint)
+            startup = prepare(args, demo_config(endpoint))
+            log.info(
+                "demo mode: polling the built-in API simulator's demo fleet, no cloud account",
+                extra={"fields": {"simulator": endpoint}},
+            )
+            yield startup, lambda: demo_config(endpoint)
     else:
         path = args.config_file
-        yield load_config(path), lambda: load_config(path)
+        yield prepare(args), lambda: load_config(path)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -66,27 +164,31 @@ async def run(args: argparse.Namespace) -> int:
     # Until the exporter runs, a SIGHUP (which would end the process) has nothing to reload.
     loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP during start-up ignored"))
     try:
-        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
-        async with _config_for(args) as (config, load):
-            admin_web_config = _admin_web_config(config, args.admin_web_config_file)
+        async with _config_for(args) as (startup, load):
+            config = startup.config
+            for path, message in config.warnings():
+                log.warning(
+                    "configuration warning", extra={"fields": {"key": path, "problem": message}}
+                )
             metrics = SelfMetrics()
             reloader = Reloader(load, metrics)
             exporter = Exporter(
                 config,
                 listen=ListenSettings(
                     address=args.listen_address,
-                    web_config=web_config,
+                    web_config=startup.web_config,
                     lifecycle=reloader.endpoint("metrics")
                     if getattr(args, "enable_lifecycle", False)
                     else None,
+                    health_address=getattr(args, "health_listen_address", None),
                 ),
                 metrics=metrics,
                 shard=getattr(args, "sharding", UNSHARDED),
             )
             admin = (
                 None
-                if admin_web_config is None
-                else _admin_server(config, admin_web_config, exporter, reloader, args)
+                if startup.admin_web_config is None
+                else _admin_server(config, startup.admin_web_config, exporter, reloader, args)
             )
             reloader.bind(exporter, admin)
             try:
@@ -97,31 +199,21 @@ async def run(args: argparse.Namespace) -> int:
                 log.error("cannot start", extra={"fields": {"error": str(error)}})
                 await exporter.stop()
                 return 1
+            _log_urls(exporter, startup)
             loop.add_signal_handler(signal.SIGHUP, reloader.on_signal)
             try:
                 await stop.wait()
             finally:
                 await _shut_down(exporter, admin, reloader)
-    except ConfigError as error:
+    except StartupError as error:
         log.error("invalid configuration", extra={"fields": {"errors": str(error)}})
         return 1
-    except (WebConfigError, AdminSetupError) as error:
+    except AdminSetupError as error:
         log.error("cannot start", extra={"fields": {"error": str(error)}})
         return 1
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
     return 0
-
-
-def _admin_web_config(config: Config, path: str | None) -> WebConfig | None:
-    """The admin listener's checked web config; None when the admin API is off. The admin
-    modules (FastAPI and all) are imported only when the config or the command line
-    mentions the admin API: a third of the start-up time otherwise."""
-    if not config.admin.enabled and path is None:
-        return None
-    from exporter.admin.server import load_admin_web_config
-
-    return load_admin_web_config(config, path)
 
 
 def _admin_server(
@@ -141,6 +233,21 @@ def _admin_server(
         args.admin_listen_address,
         settings=dataclasses.replace(AdminSettings(), stop_grace=ADMIN_STOP_GRACE),
         lifecycle=reloader.endpoint("admin"),
+    )
+
+
+def _log_urls(exporter: Exporter, startup: Startup) -> None:
+    """One line with the addresses a user opens first."""
+    scheme = "https" if startup.web_config and startup.web_config.tls_server_config else "http"
+    host = exporter.listener.address.rpartition(":")[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    base = f"{scheme}://{host}:{exporter.listener.port}"
+    log.info(
+        "serving",
+        extra={"fields": {"metrics": f"{base}/metrics", "status_page": f"{base}/"}},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from exporter.cloud.keys import Credential
 from exporter.cloud.retry import RetryPolicy
 from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 from tests.demo_harness import STARTUP_BOUND, cli_process, free_port
+from tests.pki import make_pki
 
 VALID_CONFIG = "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
 
@@ -48,10 +50,26 @@ def test_demo_serves_the_demo_fleet_on_the_given_port_and_stops_on_sigterm() -> 
             time.sleep(0.1)
         assert 'aliyun_vpn_diagnose_item_status{target="default/cn-hangzhou"' in text
         assert 'aliyun_vpn_poll_success{target="default/ap-southeast-1"' in text
+        deadline = time.monotonic() + STARTUP_BOUND
+        while text.count("aliyun_vpn_poll_duration_seconds{") < 6:  # every gateway polled
+            assert time.monotonic() < deadline, "not every demo gateway was polled"
+            time.sleep(0.1)
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr
     assert "exporter started" in stderr
+    (demo,) = [line for line in stderr.splitlines() if "demo mode" in line]
+    assert re.search(r" simulator=http://127\.0\.0\.1:\d+$", demo), demo
+    (serving,) = [line for line in stderr.splitlines() if "msg=serving" in line]
+    assert f"metrics=http://127.0.0.1:{port}/metrics" in serving
+    assert f"status_page=http://127.0.0.1:{port}/" in serving
+    cycles = [line for line in stderr.splitlines() if "first poll cycle completed" in line]
+    assert sorted(line.split(" target=")[1].split()[0] for line in cycles) == [
+        "default/ap-southeast-1",
+        "default/cn-hangzhou",
+    ], "one line per target, once"
+    assert "logger=uvicorn" not in stderr and "logger=apscheduler" not in stderr
 
 
 def test_check_config_accepts_a_valid_file(tmp_path: Path) -> None:
@@ -137,3 +155,135 @@ def test_a_busy_port_is_a_clear_error_and_exit_code_1() -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--web.listen-address=13759"], "'13759' is not [host]:port (did you mean ':13759'?)"),
+        (["--web.listen-address=127.0.0.1:99999"], "port 99999 is not 0-65535"),
+        (["--web.listen-address=127.0.0.1:http"], "has no port number"),
+        (["--admin.listen-address=localhost"], "'localhost' is not [host]:port"),
+        (["--web.health-listen-address=:x"], "has no port number"),
+        (["--log.level=verbose"], "unknown log level 'verbose'"),
+        (["--log.format=xml"], "invalid choice: 'xml'"),
+        (["--total-shards=0"], "'0' is not a whole number of at least 1"),
+        (["--total-shards=2", "--shard=7"], "--shard must be between 0 and 1"),
+        (["--config.file=x.yml"], "--config.file: not allowed with argument --demo"),
+    ],
+)
+def test_a_bad_flag_value_is_one_line_and_exit_code_2(flags: list[str], says: str | None) -> None:
+    result = run_cli("--demo", *flags)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("aliyun-vpn-exporter: error: ")
+    assert says is None or says in line, line
+
+
+def test_log_level_warn_is_accepted_as_prometheus_spells_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(VALID_CONFIG)
+    result = run_cli(f"--config.file={config}", "--check-config", "--log.level=warn")
+    assert result.returncode == 0, result.stderr
+
+
+def test_help_names_the_subcommands_defaults_and_environment_overrides() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    usage = result.stdout.split("\n\n")[0]
+    assert "simulate" in usage and "healthcheck" in usage and "--demo" in usage
+    text = " ".join(result.stdout.split())
+    assert "debug, info, warn or error: the exporter's own messages (default info)" in text
+    assert "logfmt or json, one line per event (default logfmt)" in text
+    assert "ALIYUN_VPN_EXPORTER_POLL__INTERVAL=1m" in text
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in text
+
+
+def test_check_config_reports_every_problem_a_start_would_meet(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "admin:\n  enabled: true\n  enabled: true\n"
+        "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-a]\n    gateways: [vpn-b]\n"
+    )
+    web = tmp_path / "web.yml"
+    web.write_text(
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n"
+        "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n"
+    )
+    result = run_cli(f"--config.file={config}", f"--web.config.file={web}", "--check-config")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{config}: invalid configuration"
+    problems = "\n".join(lines[1:])
+    assert f"{config}:3:3: found the key 'enabled' twice" in problems
+    assert f"{config}:7:5: found the key 'gateways' twice" in problems
+    assert f"--web.config.file={web}: tls_server_config.cert_file: no such file" in problems
+    assert "basic_auth_users" in problems and "bcrypt" in problems
+
+    config.write_text(VALID_CONFIG + "admin:\n  enabled: true\n")
+    result = run_cli(f"--config.file={config}", "--check-config")
+    assert result.returncode == 1
+    assert "admin.enabled is true but --admin.web.config.file is not given" in result.stdout
+
+
+def test_check_config_summarises_the_web_config_files_of_a_valid_start(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    config = tmp_path / "config.yml"
+    config.write_text(VALID_CONFIG)
+    web = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pass", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
+    result = run_cli(f"--config.file={config}", f"--web.config.file={web}", "--check-config")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "  --web.config.file: OK, TLS, client certificates: RequireAndVerifyClientCert, "
+        "basic auth (1 users)" in result.stdout.splitlines()
+    )
+
+
+def test_healthcheck_works_under_basic_auth_and_mutual_tls(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    web = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pass", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
+    port, health = free_port(), free_port()
+    args = (
+        "--demo",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.config.file={web}",
+        f"--web.health-listen-address=127.0.0.1:{health}",
+    )
+    with cli_process(*args, port=port):
+        with pytest.raises(httpx.HTTPError):  # the metrics listener wants a certificate
+            httpx.get(f"https://localhost:{port}/healthz", verify=pki.client_context(cert=None))
+        alive = run_cli("healthcheck", f"--address=127.0.0.1:{health}")
+        assert alive.returncode == 0, alive.stderr
+        assert alive.stdout == f"http://127.0.0.1:{health}/healthz: 200 ok\n"
+        deadline = time.monotonic() + STARTUP_BOUND
+        while (ready := run_cli("healthcheck", "--ready", f"--address=:{health}")).returncode:
+            assert time.monotonic() < deadline, ready.stderr
+        # Only the probes: nothing else is served without authentication.
+        assert httpx.get(f"http://127.0.0.1:{health}/metrics", timeout=2).status_code == 404
+        assert httpx.get(f"http://127.0.0.1:{health}/", timeout=2).status_code == 404
+    stopped = run_cli("healthcheck", f"--address=127.0.0.1:{health}")
+    assert stopped.returncode == 1
+    assert "Connection refused" in stopped.stderr
+
+
+def test_the_health_listener_must_be_on_loopback(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(VALID_CONFIG)
+    result = run_cli(
+        f"--config.file={config}", "--check-config", "--web.health-listen-address=0.0.0.0:9746"
+    )
+    assert result.returncode == 1
+    assert "listens on loopback only" in result.stdout

@@ -189,9 +189,15 @@ async def test_default_chain_with_no_source_says_which_profile_and_what_was_trie
         await provider.get()
 
     message = str(caught.value)
-    assert "profile 'default' (source default): no credentials" in message
-    assert "credentials_file:" in message
+    assert "profile 'default' (source default): no source worked" in message
+    assert "tried: credentials_file;" in message
     assert "cli_profile" not in message
+    advice = caught.value.advice or ""
+    # What to do first, in one short line; the sources' own reasons go to the debug log.
+    assert advice.startswith(
+        "no credentials found: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+    )
+    assert len(message) + len(advice) < 300
 
 
 def test_library_log_lines_go_through_the_exporters_logging_only(

@@ -33,7 +33,15 @@ from exporter.simulator.scenario import (
 )
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.simulator import Simulator
-from tests.exporter_rig import config, polled_once, refreshed, running, scenario, until
+from tests.exporter_rig import (
+    config,
+    configured,
+    polled_once,
+    refreshed,
+    running,
+    scenario,
+    until,
+)
 
 ACTION = "DescribeVpnGateways"
 
@@ -414,3 +422,72 @@ def test_two_tags_that_would_share_a_label_are_a_config_error(tmp_path: Any) -> 
     assert caught.value.errors == (
         ("gateway_info.tags[1]", "becomes the label tag_app_name, as tags[0] does"),
     )
+
+
+async def test_a_discovery_that_matches_nothing_is_a_warning_naming_target_and_filters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    simulator = Simulator(scenario(FILTERED), throttling=False)
+    caplog.set_level(logging.INFO, logger="exporter.collect.inventory")
+    make = configured(
+        [
+            {
+                "name": "nothing-here",
+                "region_id": "cn-hangzhou",
+                "discover": {"tags": {"env": "staging"}, "statuses": ["active"]},
+            }
+        ]
+    )
+    async with running(simulator, make) as run:
+        await refreshed(run)
+        await run.exporter.inventory.refresh_gateways("nothing-here")
+        assert run.value("aliyun_vpn_target_gateways", target="nothing-here") == 0
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert [r.getMessage() for r in warnings] == [
+            "discovery matched no gateway: check the filters, the region and the account "
+            "of the credentials"
+        ], "once, not per refresh"
+        fields = warnings[0].__dict__["fields"]
+        assert fields["target"] == "nothing-here"
+        assert fields["filters"] == "tags={env: staging} statuses=[active]"
+
+        simulator.fleet.add_gateway(
+            gateway_from_spec(
+                GatewaySpec.model_validate(gateway("vpn-stage1", tags={"env": "staging"}))
+            )
+        )
+        await run.exporter.inventory.refresh_gateways("nothing-here")
+        assert run.value("aliyun_vpn_target_gateways", target="nothing-here") == 1
+        assert any(r.getMessage() == "discovery match recovered" for r in caplog.records)
+
+
+async def test_a_wrong_secret_in_a_listing_says_so_not_a_missing_permission(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    simulator = Simulator(scenario(FILTERED), throttling=False)
+    caplog.set_level(logging.WARNING, logger="exporter.collect")
+    bad_keys = {
+        "source": "access_key",
+        "access_key_id": DEMO_ACCESS_KEY_ID,
+        "access_key_secret": "not-the-secret",
+    }
+
+    def make(endpoint: str) -> Any:
+        return config(
+            endpoint,
+            [{"region_id": "cn-hangzhou", "gateways": ["vpn-prod1"]}],
+            credentials={"default": bad_keys},
+        )
+
+    async with running(simulator, make) as run:
+        await until(
+            lambda: run.value("aliyun_vpn_poll_success", vpn_gateway_id="vpn-prod1") == 0,
+            "a failed poll",
+        )
+        await run.exporter.inventory.refresh_gateways("default/cn-hangzhou")
+    messages = [r.getMessage() for r in caplog.records]
+    signature = [m for m in messages if "SignatureDoesNotMatch" in m]
+    assert signature, messages
+    for message in signature:
+        assert "the AccessKey secret is wrong" in message
+        assert "RAM" not in message, "a wrong secret is not a missing permission"

@@ -320,3 +320,24 @@ async def test_missing_name_codes_of_parameters_never_sent_are_labelled_other(ri
     rig.simulator.faults.add(Fault.error("MissingFooBar", status=400, action=ACTION))
     await rig.poll("vpn-hz1healthy")
     assert (rig.failures("MissingFooBar"), rig.failures("other")) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "says"),
+    [
+        ("SignatureDoesNotMatch", 400, "the AccessKey secret is wrong"),
+        ("InvalidAccessKeyId.NotFound", 404, "the AccessKey ID does not exist"),
+        ("InvalidAccessKeyId.Inactive", 400, "the AccessKey is disabled"),
+        ("Forbidden.RAM", 403, f"lack the RAM action vpc:{ACTION}: attach deploy/ram-policy.json"),
+    ],
+)
+async def test_an_auth_failure_says_what_to_do_about_it(
+    rig: Rig, caplog: pytest.LogCaptureFixture, code: str, status: int, says: str
+) -> None:
+    rig.simulator.faults.add(Fault.error(code, status=status, action=ACTION))
+    with caplog.at_level(logging.WARNING, logger="exporter.collect.poller"):
+        await rig.poll("vpn-hz1healthy")
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "exporter.collect.poller"]
+    assert says in message and code in message
+    if code != "Forbidden.RAM":
+        assert "RAM" not in message, "only a permission error points at the RAM policy"

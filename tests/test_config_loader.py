@@ -324,6 +324,99 @@ def test_rate_limit_action_must_look_like_an_action(write) -> None:
     assert set(errors) == {"api.rate_limits.describe-gateways"}
 
 
+def test_a_misspelt_rate_limit_action_is_an_error_naming_the_right_one(write) -> None:
+    errors = errors_of(
+        write(f"api: {{rate_limits: {{GetVpnGatewayDiagnoseResults: 5/s}}}}\n{MINIMAL}")
+    )
+
+    assert errors == {
+        "api.rate_limits.GetVpnGatewayDiagnoseResults": "unknown action "
+        "'GetVpnGatewayDiagnoseResults' (did you mean 'GetVpnGatewayDiagnoseResult'?)"
+    }
+
+
+def test_a_rate_above_the_published_limit_is_a_warning_not_an_error(write) -> None:
+    path = write(f"api: {{rate_limits: {{GetVpnGatewayDiagnoseResult: 1000/min}}}}\n{MINIMAL}")
+
+    config = load_config(path, {})
+    code, report = check_config(path, {})
+
+    assert config.warnings() == [
+        (
+            "api.rate_limits.GetVpnGatewayDiagnoseResult",
+            "1000/1m is above the published limit of 120/min for the account and region: "
+            "expect Throttling answers",
+        )
+    ]
+    assert code == 0
+    assert report.splitlines()[-2:] == [
+        "  warnings:",
+        "    api.rate_limits.GetVpnGatewayDiagnoseResult: 1000/1m is above the published limit "
+        "of 120/min for the account and region: expect Throttling answers",
+    ]
+
+
+def test_a_rate_within_the_published_limit_warns_of_nothing(write) -> None:
+    path = write(f"api: {{rate_limits: {{GetVpnGatewayDiagnoseResult: 2/s}}}}\n{MINIMAL}")
+
+    assert load_config(path, {}).warnings() == []
+    assert "warnings" not in check_config(path, {})[1]
+
+
+def test_an_unknown_region_is_an_error_saying_how_to_allow_a_new_one(write) -> None:
+    errors = errors_of(
+        write(
+            """
+            targets:
+              - {region_id: cn-hangzou, gateways: [vpn-a]}
+              - {region_id: xx-newland-1, gateways: [vpn-b]}
+            """
+        )
+    )
+
+    assert errors == {
+        "targets[0].region_id": "unknown region 'cn-hangzou' (did you mean 'cn-hangzhou'?) "
+        "(a region newer than this exporter: add it to api.extra_regions)",
+        "targets[1].region_id": "unknown region 'xx-newland-1' "
+        "(a region newer than this exporter: add it to api.extra_regions)",
+    }
+
+
+def test_api_extra_regions_allows_a_region_the_exporter_does_not_know(write) -> None:
+    config = load_config(
+        write(
+            """
+            api: {extra_regions: [xx-newland-1]}
+            targets:
+              - {region_id: xx-newland-1, gateways: [vpn-b]}
+            """
+        ),
+        {},
+    )
+
+    assert config.regions == {"xx-newland-1"}
+
+
+def test_every_duplicate_key_is_reported_at_once(write) -> None:
+    path = write(
+        """
+        poll: {interval: 1m}
+        poll: {interval: 2m}
+        targets:
+          - region_id: cn-hangzhou
+            gateways: [vpn-a]
+            gateways: [vpn-b]
+        """
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert [message for _, message in caught.value.errors] == [
+        f"{path}:3:1: found the key 'poll' twice (while reading a mapping at line 2)",
+        f"{path}:7:5: found the key 'gateways' twice (while reading a mapping at line 5)",
+    ]
+
+
 def test_max_response_bytes_accepts_units(write) -> None:
     config = load_config(write(f"api: {{max_response_bytes: 1MiB}}\n{MINIMAL}"), {})
 

@@ -154,6 +154,26 @@ async def test_api_self_metrics_count_requests(exporter: Exporter) -> None:
     assert sample(text, "aliyun_vpn_build_info") == 1
 
 
+@pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text"])
+async def test_process_and_python_metrics_are_exported_without_created_series(
+    exporter: Exporter, accept: str
+) -> None:
+    text = (await scrape(exporter, accept=accept)).text
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+    for name in (
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ):
+        assert name in names, name
+    assert sample(text, "python_info", implementation="CPython") == 1
+    assert "aliyun_vpn_api_requests_total" in names
+    assert not [name for name in names if name.endswith("_created")]
+
+
 async def test_openmetrics_is_negotiated_and_ends_with_eof(exporter: Exporter) -> None:
     response = await scrape(
         exporter, accept="application/openmetrics-text;version=1.0.0,text/plain;q=0.5"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.logs import NOISY_LIBRARIES, JsonFormatter, LogfmtFormatter, setup_logging
+from exporter.logs import JsonFormatter, LogfmtFormatter, setup_logging
 
 LOGGER = "exporter.test"
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -24,12 +24,9 @@ def restore_logging() -> Iterator[None]:
     """Leave the process-wide logging state as each test found it."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    library_levels = {name: logging.getLogger(name).level for name in NOISY_LIBRARIES}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    for name, library_level in library_levels.items():
-        logging.getLogger(name).setLevel(library_level)
     logging.captureWarnings(False)
 
 
@@ -260,13 +257,25 @@ def test_setting_up_again_replaces_only_its_own_handler() -> None:
     assert other in logging.getLogger().handlers
 
 
-def test_http_client_request_lines_are_quiet_unless_debug() -> None:
+@pytest.mark.parametrize("library", ["httpx", "apscheduler.scheduler", "tzlocal", "uvicorn.error"])
+def test_library_lines_are_quiet_even_at_debug_unless_asked(library: str) -> None:
+    for level in ("info", "debug"):
+        stream = capture(level=level)
+        logging.getLogger(library).info("HTTP Request: POST https://vpc.aliyuncs.com")
+        logging.getLogger(library).debug("Looking for jobs to run")
+        logging.getLogger(LOGGER).debug("the exporter's own debug line")
+        assert f"logger={library}" not in stream.getvalue()
+        assert ("own debug line" in stream.getvalue()) == (level == "debug")
+    stream = io.StringIO()
+    setup_logging("debug", "logfmt", stream=stream, library_level="debug")
+    logging.getLogger(library).debug("Looking for jobs to run")
+    assert f"logger={library}" in stream.getvalue()
+
+
+def test_library_warnings_are_shown() -> None:
     stream = capture(level="info")
-    logging.getLogger("httpx").info('HTTP Request: POST https://vpc.aliyuncs.com "200 OK"')
-    assert stream.getvalue() == ""
-    stream = capture(level="debug")
-    logging.getLogger("httpx").info('HTTP Request: POST https://vpc.aliyuncs.com "200 OK"')
-    assert "logger=httpx" in stream.getvalue()
+    logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+    assert " level=warn logger=uvicorn.error " in stream.getvalue()
 
 
 def test_python_warnings_are_logged_as_records() -> None:

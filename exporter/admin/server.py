@@ -7,7 +7,6 @@ beyond loopback also needs TLS, so that passwords and tokens never cross a netwo
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from exporter.cloud.client import VpcClient
 from exporter.config.model import Config
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.authentication import ResponseHeaders, authenticator_for
-from exporter.web.listener import Listener, parse_listen_address
+from exporter.web.listener import Listener, is_loopback, parse_listen_address
 from exporter.web.web_config import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
@@ -42,29 +41,47 @@ def load_admin_web_config(config: Config, path: str | Path | None) -> WebConfig 
     `exporter.web.web_config.WebConfigError` when the file is invalid.
     """
     web_config = None if path is None else load_web_config(path)
+    problems = admin_setup_problems(config, web_config, path)
+    if problems:
+        raise AdminSetupError(problems[0])
+    return web_config if config.admin.enabled else None
+
+
+def admin_setup_problems(
+    config: Config, web_config: WebConfig | None, path: str | Path | None, address: str = ""
+) -> list[str]:
+    """Why the admin API cannot start as configured (empty when it can, or is disabled):
+    enabled without a web config, without authentication, or, when `address` is given,
+    beyond loopback without TLS."""
     if not config.admin.enabled:
-        return None
+        return []
     if web_config is None:
-        raise AdminSetupError(
+        return [
             "admin.enabled is true but --admin.web.config.file is not given: the admin API "
             "changes routes and must require authentication (basic_auth_users or "
             "bearer_tokens_file)"
-        )
+        ]
+    problems = []
     if not web_config.authenticates:
-        raise AdminSetupError(
+        problems.append(
             f"admin.enabled is true but {path} configures no authentication: add "
             "basic_auth_users (bcrypt hashes) or bearer_tokens_file"
         )
-    return web_config
+    clear_text = _clear_text_problem(web_config, address) if address else None
+    if clear_text:
+        problems.append(clear_text)
+    return problems
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _clear_text_problem(web_config: WebConfig, address: str) -> str | None:
+    host, _ = parse_listen_address(address)
+    if web_config.tls_server_config is None and not is_loopback(host):
+        return (
+            f"the admin API would listen on {address} without TLS, so credentials would "
+            "cross the network in clear: add tls_server_config to the admin web config, "
+            "or listen on 127.0.0.1"
+        )
+    return None
 
 
 class AdminServer:
@@ -93,13 +110,9 @@ class AdminServer:
             raise AdminSetupError(
                 "the admin API needs authentication: basic_auth_users or bearer_tokens_file"
             )
-        host, _ = parse_listen_address(address)
-        if web_config.tls_server_config is None and not _is_loopback(host):
-            raise AdminSetupError(
-                f"the admin API would listen on {address} without TLS, so credentials would "
-                "cross the network in clear: add tls_server_config to the admin web config, "
-                "or listen on 127.0.0.1"
-            )
+        clear_text = _clear_text_problem(web_config, address)
+        if clear_text:
+            raise AdminSetupError(clear_text)
         self.settings = settings or AdminSettings()
         clock = clock or SystemClock()
         authenticator = authenticator_for(web_config, REALM)

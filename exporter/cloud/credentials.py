@@ -109,11 +109,15 @@ class ChainCredentialsProvider:
         links: Sequence[tuple[str, Fetch]],
         *,
         secrets: Iterable[str] = (),
+        when_none_works: str | None = None,
     ) -> None:
+        """`when_none_works`: what the error says when every source failed, instead of
+        each source's reason (those are then logged at debug level)."""
         self._profile = profile
         self._source = source
         self._links = tuple(links)
         self._secrets = tuple(secrets)
+        self._when_none_works = when_none_works
         self._chosen: tuple[str, Fetch] | None = None
         self._lock = asyncio.Lock()
 
@@ -148,11 +152,23 @@ class ChainCredentialsProvider:
                         extra={"fields": {"profile": self._profile, "source": name}},
                     )
                 return credential
-            raise self._error("no credentials: " + ("; ".join(failures) or "no source to try"))
+            if self._when_none_works is None:
+                raise self._error("no credentials: " + ("; ".join(failures) or "no source to try"))
+            log.debug(
+                "no credentials source worked",
+                extra={"fields": {"profile": self._profile, "reasons": "; ".join(failures)}},
+            )
+            tried = ", ".join(self.sources) or "none"
+            raise self._error(
+                f"no source worked (tried: {tried}; --log.level=debug says why each failed)",
+                advice=self._when_none_works,
+            )
 
-    def _error(self, detail: str) -> CredentialsError:
+    def _error(self, detail: str, advice: str | None = None) -> CredentialsError:
         return CredentialsError(
-            "credentials", f"profile {self._profile!r} (source {self._source}): {detail}"
+            "credentials",
+            f"profile {self._profile!r} (source {self._source}): {detail}",
+            advice=advice,
         )
 
     def _reason(self, error: Exception) -> str:
@@ -352,7 +368,17 @@ def _default_chain(
             lambda: library.URLCredentialsProvider(uri=uri, http_options=http.options(proxy=False))
         )
         links.append(("credentials_uri", url))
-    return ChainCredentialsProvider(profile, "default", links, secrets=secrets)
+    # Nothing given explicitly (keys, RRSA, a credentials URI): the implicit sources' reasons
+    # ("no such file", "no metadata service") would bury what to do.
+    hint = (
+        "no credentials found: set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET, or configure another source for the profile"
+        if environment is None and not all(oidc_settings) and not uri
+        else None
+    )
+    return ChainCredentialsProvider(
+        profile, "default", links, secrets=secrets, when_none_works=hint
+    )
 
 
 def _assumed_role(

@@ -73,6 +73,23 @@ def rejects_credentials(code: str | None) -> bool:
     )
 
 
+AUTH_ADVICE = {
+    "SignatureDoesNotMatch": "the AccessKey secret is wrong (the signature does not match "
+    "it): check ALIBABA_CLOUD_ACCESS_KEY_SECRET or the profile's access_key_secret",
+    "IncompleteSignature": "the request's signature is incomplete: a proxy may change requests",
+    "InvalidAccessKeyId.NotFound": "the AccessKey ID does not exist: check "
+    "ALIBABA_CLOUD_ACCESS_KEY_ID or the profile's access_key_id",
+    "InvalidAccessKeyId.Inactive": "the AccessKey is disabled: enable it in the RAM console "
+    "or use another",
+    "InvalidSecurityToken.Expired": "the STS token has expired: a fixed security_token "
+    "cannot be refreshed, use a ram_role_arn, oidc or ecs_ram_role profile",
+    "InvalidSecurityToken.Malformed": "the STS token is malformed: check "
+    "ALIBABA_CLOUD_SECURITY_TOKEN or the profile's security_token",
+    "SignatureNonceUsed": "a request nonce was used twice: report it if it persists",
+}
+"""What a user should do about each authentication code (none is a missing permission)."""
+
+
 class ApiError(Exception):
     """A failed call to the VPC API."""
 
@@ -164,6 +181,19 @@ def clock_problem_message(error: ApiError) -> str:
         "synchronise the host clock (NTP)"
     )
 
+    @property
+    def advice(self) -> str | None:
+        """What to do about an authentication or permission failure, else None."""
+        if self.code in AUTH_ADVICE:
+            return AUTH_ADVICE[self.code]
+        if self.auth_failure:
+            return (
+                f"the credentials lack the RAM action vpc:{self.action}: attach "
+                "deploy/ram-policy.json (and deploy/ram-policy-diagnose.json for scheduled "
+                "diagnoses) to the RAM user or role"
+            )
+        return None
+
 
 class NetworkError(ApiError):
     """The request never got an HTTP answer: refused, reset, DNS, TLS."""
@@ -193,6 +223,11 @@ class InvalidResponse(ApiError):
 
 class CredentialsError(ApiError):
     """Credentials could not be resolved for the account; no request was sent."""
+
+    def __init__(self, action: str, message: str, *, advice: str | None = None) -> None:
+        super().__init__(action, message)
+        self.advice = advice
+        """What the user should do, when it is known (no credentials at all, say)."""
 
 
 DOCUMENTED_CODES = (

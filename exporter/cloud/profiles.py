@@ -58,7 +58,7 @@ class MonitoredProvider:
         try:
             credential = await self._provider.get()
         except CredentialsError as error:
-            self._failed(str(error))
+            self._failed(str(error), error.advice)
             raise
         if self._failure is not None or not self._ever_resolved:
             if self._failure is not None:
@@ -98,14 +98,15 @@ class MonitoredProvider:
             },
         )
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, advice: str | None = None) -> None:
         self._gauge.set(0)
         condition = _REQUEST_IDS.sub("<request id>", reason)
         if condition == self._failure:
             return
         self._failure = condition
         log.error(
-            "credentials profile failed: its targets cannot call the API until it recovers",
+            "credentials profile failed: "
+            + (advice or "its targets cannot call the API until it recovers"),
             extra={
                 "fields": {
                     "profile": self.profile,

@@ -13,22 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-PUBLISHED_LIMITS: Mapping[str, int] = {
-    "GetVpnGatewayDiagnoseResult": 120,
-    "DescribeVpnConnections": 600,
-    "DescribeVpnConnection": 600,
-    "DescribeVpnGateway": 600,
-    "DescribeVcoRouteEntries": 600,
-    "DeleteVcoRouteEntry": 60,
-}
-"""Calls per 60 s per account and region, as the API reference publishes them."""
-
-ASSUMED_LIMITS: Mapping[str, int] = {
-    "DiagnoseVpnGateway": 60,
-    "CreateVcoRouteEntry": 60,
-    "DescribeVpnGateways": 600,
-}
-"""ASSUMPTION: these limits are not published anywhere; low guesses, overridable by config."""
+from exporter.model.catalogue import ASSUMED_LIMITS, PUBLISHED_LIMITS
 
 ASSUMED_UNKNOWN_ACTION_LIMIT = 60
 """ASSUMPTION: any other action gets this many calls per 60 s unless configured."""

@@ -33,13 +33,13 @@ from exporter.clock import Clock
 from exporter.cloud import connection_listing, gateway_listing
 from exporter.cloud.actions import DIAGNOSE_ACTION, RESULT_ACTION
 from exporter.cloud.connection_listing import list_connections
-from exporter.cloud.errors import ApiError, failure_code
+from exporter.cloud.errors import ApiError, CloudError, CredentialsError, failure_code
 from exporter.cloud.gateway_listing import describe, discover
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.collect.planner import Demand, TargetPlan, effective_intervals
 from exporter.collect.sharding import UNSHARDED, Shard
 from exporter.collect.targets import TargetInventory
-from exporter.config.model import Config
+from exporter.config.model import Config, DiscoverConfig
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.records import with_info, with_vpn_connections
 from exporter.model.gateway import DiscoveredGateway
@@ -359,7 +359,8 @@ class Inventory:
                     "discovery",
                     failure_code(error),
                     f"discovery failed, keeping the {len(discovered)} gateways found before: "
-                    f"{error}",
+                    + _explained(error),
+                    quiet=isinstance(error, CredentialsError),
                 )
             else:
                 mine = [
@@ -371,6 +372,14 @@ class Inventory:
                 discovered = tuple(gateway.vpn_gateway_id for gateway in mine)
                 described.update((gateway.vpn_gateway_id, gateway) for gateway in mine)
                 self._condition(inventory, "discovery", None)
+                self._condition(
+                    inventory,
+                    "discovery match",
+                    None if found else "NoMatch",
+                    "discovery matched no gateway: check the filters, the region and the "
+                    "account of the credentials",
+                    fields={"filters": _filters(settings)},
+                )
         missing = [g for g in inventory.listed if g not in described]
         if missing:
             lookup = await describe(inventory.client, missing)
@@ -384,7 +393,8 @@ class Inventory:
                     inventory,
                     "describe",
                     failure_code(problem),
-                    f"cannot describe listed gateways: {problem}",
+                    "cannot describe listed gateways: " + _explained(problem),
+                    quiet=isinstance(problem, CredentialsError),
                 )
             else:
                 self._condition(inventory, "describe", None)
@@ -470,7 +480,8 @@ class Inventory:
                 "connections",
                 failure_code(first),
                 f"cannot list the connections of {len(lookup.failed)} gateways, keeping "
-                f"their last status until it is stale: {first}",
+                "their last status until it is stale: " + _explained(first),
+                quiet=isinstance(first, CredentialsError),
             )
         else:
             self._condition(inventory, "connections", None)
@@ -494,20 +505,51 @@ class Inventory:
 
     @staticmethod
     def _condition(
-        inventory: TargetInventory, topic: str, condition: str | None, message: str = ""
+        inventory: TargetInventory,
+        topic: str,
+        condition: str | None,
+        message: str = "",
+        *,
+        quiet: bool = False,
+        fields: dict[str, str] | None = None,
     ) -> None:
         """Log a target's problem when it starts or its `condition` (an error code)
-        changes, and once when it ends (`condition` None); not on every refresh."""
+        changes, and once when it ends (`condition` None); not on every refresh. `quiet`
+        problems are logged at debug level: a failing credentials profile, which
+        `exporter.cloud.profiles` reports once for all its targets."""
         previous = inventory.conditions.get(topic)
         if condition == previous:
             return
-        fields = {"target": inventory.name, "region_id": inventory.region_id}
+        base = {"target": inventory.name, "region_id": inventory.region_id}
         if condition is None:
             del inventory.conditions[topic]
-            log.info(f"{topic} recovered", extra={"fields": fields})
+            log.info(f"{topic} recovered", extra={"fields": base})
         else:
             inventory.conditions[topic] = condition
-            log.warning(message, extra={"fields": {**fields, "code": condition}})
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                message,
+                extra={"fields": {**base, **(fields or {}), "code": condition}},
+            )
+
+
+def _explained(error: ApiError) -> str:
+    """The error, with what to do about it when it is an authentication problem."""
+    advice = error.advice if isinstance(error, CloudError | CredentialsError) else None
+    return f"{error} ({advice})" if advice else str(error)
+
+
+def _filters(settings: DiscoverConfig) -> str:
+    """The discovery filters as a user wrote them (`tags={env: prod} statuses=[active]`)."""
+    parts = [
+        f"tags={{{', '.join(f'{k}: {v}' for k, v in settings.tags.items())}}}"
+        if settings.tags
+        else "",
+        f"vpc_ids=[{', '.join(settings.vpc_ids)}]" if settings.vpc_ids else "",
+        f"resource_group_id={settings.resource_group_id}" if settings.resource_group_id else "",
+        f"statuses=[{', '.join(settings.statuses)}]" if settings.statuses else "",
+    ]
+    return " ".join(part for part in parts if part) or "none (every gateway)"
 
 
 def _identity(inventory: TargetInventory) -> tuple[object, ...]:

@@ -113,11 +113,8 @@ class Poller:
             return with_missing_gateway(record, result), result
         if error.clock_problem:
             why = f"{clock_problem_message(error)}: {error}"
-        elif error.auth_failure:
-            why = (
-                "not allowed: the credentials need the RAM action "
-                f"vpc:{RESULT_ACTION} (and valid keys): {error}"
-            )
+        elif error.advice is not None:
+            why = f"not allowed: {error.advice}: {error}"
         elif is_our_bug(code):
             why = f"the exporter sent a wrong request (a bug, please report it): {error}"
         else:

@@ -74,6 +74,16 @@ def effective_interval(interval: float, gateways: int, calls_per_second: float) 
     return max(interval, gateways / calls_per_second)
 
 
+@dataclass(slots=True)
+class _FirstCycle:
+    """A target's first poll cycle (since start or reload), until every poll has ended."""
+
+    started: float
+    pending: set[GatewayKey] = field(default_factory=set)
+    gateways: int = 0
+    failed: int = 0
+
+
 class GatewayPoller(Protocol):
     """What a poll cycle launches: one poll of one gateway (`exporter.collect.poller`);
     `launched` is called when the rate budget grants its first attempt."""
@@ -151,6 +161,8 @@ class PollScheduler:
         self._stopping = False
         self._room = asyncio.Event()
         """Set when a poll ends (there may be room for another launch)."""
+        self._first_cycles: dict[str, _FirstCycle | None] = {}
+        """Per target; None once its first cycle has been reported."""
 
     def start(self) -> None:
         """Register the targets with the fleet and start polling at once."""
@@ -272,6 +284,7 @@ class PollScheduler:
             # A cycle has begun (perhaps with no gateways yet): poll the new ones now; the
             # next cycle spreads them over the interval like the others.
             self._cycles_begun.add(name)
+            self._begin_first_cycle(name, added)
             task = asyncio.create_task(self._catch_up(plan, added), name=f"catch-up:{name}")
             self._catch_ups.add(task)
             task.add_done_callback(self._catch_ups.discard)
@@ -341,6 +354,7 @@ class PollScheduler:
         offset = 0.0
         if plan.name not in self._cycles_begun:
             self._cycles_begun.add(plan.name)
+            self._begin_first_cycle(plan.name, keys)
             spacing = min(spacing, plan.startup_spacing)
         elif spacing > 0:
             # A random phase per cycle keeps targets with equal intervals from polling in step.
@@ -359,8 +373,37 @@ class PollScheduler:
             self._room.clear()
             await self._room.wait()
 
+    def _begin_first_cycle(self, name: str, keys: Sequence[GatewayKey]) -> None:
+        if name not in self._first_cycles:
+            self._first_cycles[name] = _FirstCycle(self.clock.monotonic(), set(keys), len(keys))
+
+    def _first_cycle_poll_ended(self, key: GatewayKey, success: bool | None) -> None:
+        """Count a poll of a target's first cycle (`success` None: not launched); say once
+        when all have ended, so a user sees the first data is in."""
+        cycle = self._first_cycles.get(key.target)
+        if cycle is None or key not in cycle.pending:
+            return
+        cycle.pending.discard(key)
+        if success is False:
+            cycle.failed += 1
+        if cycle.pending:
+            return
+        self._first_cycles[key.target] = None
+        log.info(
+            "first poll cycle completed",
+            extra={
+                "fields": {
+                    "target": key.target,
+                    "gateways": cycle.gateways,
+                    "failed": cycle.failed,
+                    "seconds": round(self.clock.monotonic() - cycle.started, 1),
+                }
+            },
+        )
+
     def _launch(self, key: GatewayKey, client: DiagnosisSource) -> None:
         if key not in self.fleet.records:
+            self._first_cycle_poll_ended(key, None)
             return  # the target no longer polls it (discovery lost it mid-cycle)
         if key in self._in_flight:
             log.debug(
@@ -369,6 +412,7 @@ class PollScheduler:
             )
             return
         if self._skip_until.get(key, 0.0) > self.clock.monotonic():
+            self._first_cycle_poll_ended(key, None)
             return
         task = asyncio.create_task(self._poll(key, client), name=f"poll:{key.vpn_gateway_id}")
         self._in_flight[key] = task
@@ -383,8 +427,10 @@ class PollScheduler:
                     pace.forget(key)
             else:
                 self._skip_until.pop(key, None)
+            self._first_cycle_poll_ended(key, result.success)
         except Exception:
             log.exception("poll crashed", extra={"fields": {"vpn_gateway_id": key.vpn_gateway_id}})
+            self._first_cycle_poll_ended(key, False)
         finally:
             self._in_flight.pop(key, None)
             self._room.set()

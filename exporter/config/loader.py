@@ -89,7 +89,12 @@ class _FileRef:
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML with `!env` and `!file`, refusing duplicate keys."""
+    """Safe YAML with `!env` and `!file`, noting every duplicate key (PyYAML would keep the
+    last one silently) so that all of them are reported at once."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[yaml.MarkedYAMLError] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, yaml.MappingNode):  # `!!set 0`: PyYAML names the problem
@@ -103,11 +108,13 @@ class _Loader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping",
-                    node.start_mark,
-                    f"found the key {key!r} twice",
-                    key_node.start_mark,
+                self.duplicates.append(
+                    yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"found the key {key!r} twice",
+                        key_node.start_mark,
+                    )
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -297,11 +304,17 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     except UnicodeDecodeError:
         raise ConfigError([("", f"{path}: the config file is not UTF-8 text")]) from None
     try:
-        data = yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         raise ConfigError([("", _yaml_problem(str(path), error))]) from None
     except RecursionError:
         raise ConfigError([("", f"{path}: not valid YAML (nested too deeply)")]) from None
+    if loader.duplicates:
+        raise ConfigError([("", _yaml_problem(str(path), error)) for error in loader.duplicates])
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -345,10 +358,11 @@ def check_config(path: str | Path, environ: Mapping[str, str] | None = None) -> 
         lines = [f"{path}: invalid configuration"]
         lines += [f"  {line}" for line in str(error).splitlines()]
         return 1, "\n".join(lines)
-    return 0, _summary(path, config)
+    return 0, summary(path, config)
 
 
-def _summary(path: str | Path, config: Config) -> str:
+def summary(path: str | Path, config: Config) -> str:
+    """What `--check-config` prints of a valid config: profiles, targets, schedules."""
     poll = config.poll
     stale = (
         f"dropped after {format_duration(poll.stale_after)}"
@@ -379,4 +393,8 @@ def _summary(path: str | Path, config: Config) -> str:
         else "  diagnose: off"
     )
     lines.append(f"  admin: {'on' if config.admin.enabled else 'off'}")
+    warnings = config.warnings()
+    if warnings:
+        lines.append("  warnings:")
+        lines += [f"    {path}: {message}" for path, message in warnings]
     return "\n".join(lines)

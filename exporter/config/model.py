@@ -3,6 +3,7 @@ cross-references between them (profiles named by targets, unique names)."""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ from exporter.config.values import (
     ProfileName,
     ProxyUrl,
     RamRoleName,
+    Rate,
     RateLimit,
     RegionId,
     ResourceGroupId,
@@ -50,6 +52,7 @@ from exporter.config.values import (
     invalid,
     raise_problems,
 )
+from exporter.model.catalogue import KNOWN_ACTIONS, KNOWN_REGIONS, PUBLISHED_LIMITS
 from exporter.model.gateway import tag_label_name
 
 # --- models -----------------------------------------------------------------------------
@@ -187,6 +190,35 @@ class ApiConfig(StrictModel):
     `budget_fraction` of their published limit."""
     budget_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
     max_response_bytes: Annotated[ByteSize, Field(gt=0)] = ByteSize(8 * 1024 * 1024)
+    extra_regions: tuple[RegionId, ...] = ()
+    """Regions to accept besides `KNOWN_REGIONS`: one opened after this release."""
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _known_actions(cls, limits: dict[str, Rate]) -> dict[str, Rate]:
+        problems: list[tuple[Loc, str]] = []
+        for action in limits:
+            if action not in KNOWN_ACTIONS:
+                problems.append(((action,), _unknown("action", action, KNOWN_ACTIONS)))
+        raise_problems(problems)
+        return limits
+
+    def warnings(self) -> list[tuple[str, str]]:
+        """`(path, message)` for settings that work but will likely hurt: a budget above
+        the action's published limit (the API will answer `Throttling`)."""
+        found = []
+        for action, rate in self.rate_limits.items():
+            published = PUBLISHED_LIMITS.get(action)
+            per_minute = rate.calls * 60 / rate.period
+            if published is not None and per_minute > published:
+                found.append(
+                    (
+                        f"api.rate_limits.{action}",
+                        f"{rate} is above the published limit of {published}/min for the "
+                        "account and region: expect Throttling answers",
+                    )
+                )
+        return found
 
 
 class DiscoverConfig(StrictModel):
@@ -359,6 +391,18 @@ class Config(StrictModel):
         cls, targets: tuple[Target, ...], info: ValidationInfo
     ) -> tuple[Target, ...]:
         problems: list[tuple[Loc, str]] = []
+        api = info.data.get("api")  # absent when that section is invalid
+        if api is not None:
+            regions = KNOWN_REGIONS | set(api.extra_regions)
+            problems += [
+                (
+                    (index, "region_id"),
+                    _unknown("region", target.region_id, regions)
+                    + " (a region newer than this exporter: add it to api.extra_regions)",
+                )
+                for index, target in enumerate(targets)
+                if target.region_id not in regions
+            ]
         profiles = info.data.get("credentials")  # absent when that section is invalid
         if profiles is not None:
             defined = ", ".join(sorted(profiles)) or "none"
@@ -407,6 +451,11 @@ class Config(StrictModel):
             )
         return self
 
+    def warnings(self) -> list[tuple[str, str]]:
+        """`(path, message)` for settings that work but will likely hurt; `--check-config`
+        prints them and the exporter logs them at start."""
+        return self.api.warnings()
+
     def interval_for(self, target: Target) -> float:
         """The target's configured poll interval in seconds (its own, else `poll.interval`)."""
         return target.interval if target.interval is not None else self.poll.interval
@@ -427,6 +476,12 @@ class Config(StrictModel):
         if role_arn:
             return str(role_arn).split(":")[3]
         return f"profile:{profile}"
+
+
+def _unknown(kind: str, name: str, known: frozenset[str] | set[str]) -> str:
+    """`unknown action 'X' (did you mean 'Y'?)`."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"unknown {kind} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _base_profile_problem(

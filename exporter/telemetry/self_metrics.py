@@ -1,16 +1,27 @@
 """The exporter's own metrics: API calls, parse errors, scheduled diagnoses, credentials,
-admin requests, build info.
+admin requests, build info, and the standard `process_*` and `python_info`.
 
 They live in a `prometheus_client` registry of their own, apart from the per-gateway data
 (which the exposition module renders from snapshots): their cardinality is small and they
-change on every call, so the stock client library renders them well.
+change on every call, so the stock client library renders them well. The `*_created`
+series the library adds to counters and histograms are left out: nothing reads them, and
+each doubles a counter's series.
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
 from exporter.telemetry.loop_lag import LAG_BUCKETS
@@ -18,11 +29,21 @@ from exporter.telemetry.loop_lag import LAG_BUCKETS
 API_DURATION_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+class _RegistryWithoutCreated(CollectorRegistry):
+    """A registry whose families carry no `*_created` samples, in either text format."""
+
+    def collect(self) -> Iterable[Metric]:
+        for family in super().collect():
+            if family.type in ("counter", "histogram", "summary", "gaugehistogram"):
+                family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
 class SelfMetrics:
     """One set of self-metrics; tests make their own to stay independent."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry: CollectorRegistry = _RegistryWithoutCreated(auto_describe=True)
         self.api_requests = Counter(
             "aliyun_vpn_api_requests_total",
             "HTTP requests sent to the VPC API, retries included (each counts against the quota).",
@@ -122,3 +143,5 @@ class SelfMetrics:
             registry=self.registry,
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
@@ -37,10 +38,25 @@ class ListenAddressError(ValueError):
 def parse_listen_address(address: str) -> tuple[str, int]:
     """`:9747` (all interfaces), `127.0.0.1:9747`, `[::1]:9747` → (host, port)."""
     host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ListenAddressError(f"listen address {address!r} is not [host]:port")
+    if not sep:
+        hint = f" (did you mean ':{address}'?)" if address.isdigit() else ""
+        raise ListenAddressError(f"listen address {address!r} is not [host]:port{hint}")
+    if not port_text.isdigit():
+        raise ListenAddressError(f"listen address {address!r} has no port number after ':'")
+    if not 0 <= int(port_text) <= 65535:
+        raise ListenAddressError(f"listen address {address!r}: port {port_text} is not 0-65535")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (of a listen address) only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

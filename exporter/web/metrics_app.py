@@ -10,13 +10,12 @@ the text is kept for the rare uncompressed scrape.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
 
 from prometheus_client import exposition as text_format
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,10 +29,10 @@ from exporter.exposition.gzip_segments import (
 )
 from exporter.exposition.render import Exposition
 from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.health_app import Check, probe
 
 TEXT_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = b"application/openmetrics-text; version=1.0.0; charset=utf-8"
-Check = Callable[[], tuple[bool, str]]
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -202,13 +201,6 @@ def build_metrics_app(
     status_page: Callable[[Mapping[str, str]], Awaitable[str]],
 ) -> ASGIApp:
     """The ASGI app of the metrics listener."""
-
-    def probe(check: Check) -> Callable[[Request], Any]:
-        async def endpoint(_: Request) -> Response:
-            ok, detail = check()
-            return PlainTextResponse(detail + "\n", status_code=200 if ok else 503)
-
-        return endpoint
 
     async def index(request: Request) -> Response:
         return HTMLResponse(await status_page(request.query_params))
