@@ -340,4 +340,4 @@ async def test_an_auth_failure_says_what_to_do_about_it(
     (message,) = [r.getMessage() for r in caplog.records if r.name == "exporter.collect.poller"]
     assert says in message and code in message
     if code != "Forbidden.RAM":
-        assert "RAM" not in message, "only a permission error points at the RAM policy"
+        assert "ram-policy" not in message, "only a permission error points at the RAM policy"

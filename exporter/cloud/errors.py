@@ -163,6 +163,19 @@ class CloudError(ApiError):
         """The API refused the request's date: the host clock is off (or the date garbled)."""
         return self.code in CLOCK_CODES
 
+    @property
+    def advice(self) -> str | None:
+        """What to do about an authentication or permission failure, else None."""
+        if self.code in AUTH_ADVICE:
+            return AUTH_ADVICE[self.code]
+        if self.auth_failure:
+            return (
+                f"the credentials lack the RAM action vpc:{self.action}: attach "
+                "deploy/ram-policy.json (and deploy/ram-policy-diagnose.json for scheduled "
+                "diagnoses) to the RAM user or role"
+            )
+        return None
+
 
 def clock_problem_message(error: ApiError) -> str:
     """What to tell the operator about a refused date, from the answer's `Date` header."""
@@ -180,19 +193,6 @@ def clock_problem_message(error: ApiError) -> str:
         "the API's Date header); the API refuses requests more than 15 minutes off: "
         "synchronise the host clock (NTP)"
     )
-
-    @property
-    def advice(self) -> str | None:
-        """What to do about an authentication or permission failure, else None."""
-        if self.code in AUTH_ADVICE:
-            return AUTH_ADVICE[self.code]
-        if self.auth_failure:
-            return (
-                f"the credentials lack the RAM action vpc:{self.action}: attach "
-                "deploy/ram-policy.json (and deploy/ram-policy-diagnose.json for scheduled "
-                "diagnoses) to the RAM user or role"
-            )
-        return None
 
 
 class NetworkError(ApiError):
