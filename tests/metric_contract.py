@@ -62,6 +62,7 @@ COUNTERS = frozenset(
         "aliyun_vpn_api_requests_total",
         "aliyun_vpn_api_request_failures_total",
         "aliyun_vpn_description_parse_errors_total",
+        "aliyun_vpn_description_shape_drift_total",
         "aliyun_vpn_admin_requests_total",
         "aliyun_vpn_admin_request_failures_total",
     }

@@ -341,3 +341,75 @@ async def test_an_auth_failure_says_what_to_do_about_it(
     assert says in message and code in message
     if code != "Forbidden.RAM":
         assert "ram-policy" not in message, "only a permission error points at the RAM policy"
+
+
+def drift_count(rig: Rig, item: str, kind: str) -> float:
+    return (
+        rig.metrics.registry.get_sample_value(
+            "aliyun_vpn_description_shape_drift_total", {"item": item, "kind": kind}
+        )
+        or 0.0
+    )
+
+
+def parse_error_count(rig: Rig, item: str) -> float:
+    return (
+        rig.metrics.registry.get_sample_value(
+            "aliyun_vpn_description_parse_errors_total", {"item": item}
+        )
+        or 0.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind"),
+    [
+        (DescriptionMode.NUMBERS_AS_STRINGS, "number_as_string"),
+        (DescriptionMode.DOUBLY_ENCODED, "double_encoded"),
+        (DescriptionMode.NOT_A_STRING, "not_a_string"),
+    ],
+)
+async def test_a_description_read_despite_its_form_is_drift_not_a_parse_error(
+    rig: Rig, caplog: pytest.LogCaptureFixture, mode: DescriptionMode, kind: str
+) -> None:
+    rig.simulator.faults.add(Fault.bad_description(mode, item="VpnIPsecQuota", action=ACTION))
+    with caplog.at_level(logging.WARNING, logger="exporter.collect.poller"):
+        await rig.poll("vpn-hz2quota")
+        await rig.poll("vpn-hz2quota")
+    assert drift_count(rig, "VpnIPsecQuota", kind) == 2
+    assert parse_error_count(rig, "VpnIPsecQuota") == 0
+    # read as well as the documented form
+    assert rig.value("aliyun_vpn_quota_limit", vpn_gateway_id="vpn-hz2quota", item="VpnIPsecQuota")
+    shapes = [r for r in caplog.records if "unexpected form" in r.getMessage()]
+    assert len(shapes) == 1, "each new shape is logged once"
+    fields = shapes[0].fields  # type: ignore[attr-defined]
+    assert (fields["item"], fields["shape"].split("(")[0]) == ("VpnIPsecQuota", kind)
+    assert "97" not in fields["shape"] and "100" not in fields["shape"], "never values"
+
+
+async def test_an_unreadable_description_is_a_parse_error_and_no_drift(rig: Rig) -> None:
+    rig.simulator.faults.add(
+        Fault.bad_description(DescriptionMode.GARBAGE, item="VpnIPsecQuota", action=ACTION)
+    )
+    await rig.poll("vpn-hz2quota")
+    assert parse_error_count(rig, "VpnIPsecQuota") == 1
+    total_drift = sum(
+        sample.value
+        for metric in rig.metrics.registry.collect()
+        if metric.name == "aliyun_vpn_description_shape_drift"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["item"] == "VpnIPsecQuota"
+    )
+    assert total_drift == 0
+
+
+async def test_the_demo_fleets_descriptions_have_no_drift(rig: Rig) -> None:
+    for gateway in GATEWAYS:
+        await rig.poll(gateway)
+    assert not [
+        sample
+        for metric in rig.metrics.registry.collect()
+        if metric.name == "aliyun_vpn_description_shape_drift"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    ]

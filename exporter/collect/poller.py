@@ -44,6 +44,9 @@ from exporter.telemetry.self_metrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
+MAX_LOGGED_SHAPES = 1000
+"""Distinct drift shapes logged per process: a misbehaving API cannot flood the log."""
+
 
 class Poller:
     """Polls gateways and records the outcomes in the fleet."""
@@ -54,6 +57,7 @@ class Poller:
         self.clock = clock
         self._conditions: dict[GatewayKey, str] = {}
         self._parse_failures: dict[GatewayKey, frozenset[str]] = {}
+        self._shapes_seen: set[tuple[str, str]] = set()
 
     async def poll(
         self,
@@ -88,7 +92,7 @@ class Poller:
         else:
             result = self._result(True, started)
             record = with_diagnosis(self.fleet.get(key), diagnosis, result)
-            self._report_parse_errors(key, diagnosis)
+            self._report_descriptions(key, diagnosis)
             self._condition(key, "", "")
         self.fleet.update(record, result.finished_at)
         return result
@@ -152,12 +156,18 @@ class Poller:
             del self._conditions[key]
             log.info("poll recovered", extra={"fields": {**fields, "previous_code": previous}})
 
-    def _report_parse_errors(self, key: GatewayKey, diagnosis: Diagnosis) -> None:
-        """Count every unreadable description; log when the set of failing items changes."""
-        failing = frozenset(item.name for item in diagnosis.items if item.parse_error)
+    def _report_descriptions(self, key: GatewayKey, diagnosis: Diagnosis) -> None:
+        """Count every unreadable description and every drift; log when the set of failing
+        items of a gateway changes, and each new shape of drift once."""
+        bounds = self.fleet.labels
         for item in diagnosis.items:
+            item_label = bounds.item(item.name)
             if item.parse_error:
-                self.metrics.parse_errors.labels(item.name).inc()
+                self.metrics.parse_errors.labels(item_label).inc()
+            for drift in item.drift:
+                self.metrics.shape_drift.labels(item_label, drift.kind.value).inc()
+                self._log_new_shape(key, diagnosis, item.name, str(drift))
+        failing = frozenset(item.name for item in diagnosis.items if item.parse_error)
         if failing == self._parse_failures.get(key, frozenset()):
             return
         self._parse_failures[key] = failing
@@ -174,3 +184,22 @@ class Poller:
                         }
                     },
                 )
+
+    def _log_new_shape(self, key: GatewayKey, diagnosis: Diagnosis, item: str, shape: str) -> None:
+        """Log a drift shape (item, kind, key names: never values) the first time it is seen
+        in this process, up to `MAX_LOGGED_SHAPES` shapes."""
+        if (item, shape) in self._shapes_seen or len(self._shapes_seen) >= MAX_LOGGED_SHAPES:
+            return
+        self._shapes_seen.add((item, shape))
+        log.warning(
+            "diagnosis item description read despite an unexpected form: please report it "
+            '(README, "Report an API shape")',
+            extra={
+                "fields": {
+                    "vpn_gateway_id": key.vpn_gateway_id,
+                    "item": item,
+                    "shape": shape,
+                    "request_id": diagnosis.request_id,
+                }
+            },
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 
+from exporter.exposition.label_bounds import LabelBounds
 from exporter.exposition.records import GatewayKey, GatewayRecord, TargetRecord
 from exporter.exposition.render import (
     Exposition,
@@ -26,6 +27,8 @@ class Fleet:
 
     def __init__(self, exposition: Exposition) -> None:
         self.exposition = exposition
+        self.labels = LabelBounds()
+        """The bounded label values from the API, for every render and self-metric."""
         self._records: dict[GatewayKey, GatewayRecord] = {}
         self._targets: dict[str, TargetRecord] = {}
         self._stale_after: dict[str, float | None] = {}
@@ -136,4 +139,4 @@ class Fleet:
             self._expiry.pop(record.key, None)
         else:
             self._expiry[record.key] = expiry
-        self.exposition.put(record.key, render_gateway(current))
+        self.exposition.put(record.key, render_gateway(current, self.labels))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from exporter.exposition.cells import FamilyText
 from exporter.exposition.gzip_segments import Segment
+from exporter.exposition.label_bounds import LabelBounds
 from exporter.exposition.records import GatewayRecord, TargetRecord
 from exporter.model.connection import IPSEC_STATUSES, VpnConnection
 from exporter.model.diagnosis import (
@@ -267,8 +268,11 @@ def _shown(diagnosis_finished: Diagnosis | None, latest: Diagnosis) -> Diagnosis
     return diagnosis_finished if diagnosis_finished is not None else latest
 
 
-def render_gateway(record: GatewayRecord) -> Fragments:
-    """Render one gateway's samples; `record` must already be stripped of stale data."""
+def render_gateway(record: GatewayRecord, bounds: LabelBounds | None = None) -> Fragments:
+    """Render one gateway's samples; `record` must already be stripped of stale data.
+
+    Label values from the API go through `bounds` (the fleet's; None: a fresh set)."""
+    bounds = bounds or LabelBounds()
     key = record.key
     out = _Lines(
         _labels(target=key.target, region_id=key.region_id, vpn_gateway_id=key.vpn_gateway_id)
@@ -276,16 +280,21 @@ def render_gateway(record: GatewayRecord) -> Fragments:
     for connection_id, connection in record.connections.items():
         shown = _shown(connection.finished, connection.latest)
         conn_labels = _labels(vpn_connection_id=connection_id)
-        _render_connection(out, conn_labels, shown, connection.latest)
+        _render_connection(out, conn_labels, shown, connection.latest, bounds)
         if connection_id == record.latest_connection:
-            _render_gateway_items(out, shown)
+            _render_gateway_items(out, shown, bounds)
     if record.available is not None:
         out.add(AVAILABLE, 1.0 if record.available else 0.0)
         out.add(RUNNING, 1.0 if record.running else 0.0)
     out.add(GATEWAY_FOUND, 1.0 if record.found else 0.0)
     if record.info is not None:
         info = record.info
-        labels = _labels(name=info.name, vpc_id=info.vpc_id, spec=info.spec, status=info.status)
+        labels = _labels(
+            name=info.name,
+            vpc_id=info.vpc_id,
+            spec=info.spec,
+            status=bounds.gateway_status(info.status),
+        )
         tags = sorted((tag_label_name(key), value) for key, value in info.tags.items())
         out.add(GATEWAY_INFO, 1.0, ",".join([labels, *(_labels(**{k: v}) for k, v in tags)]))
     if record.vpn_connections is not None:
@@ -293,7 +302,7 @@ def render_gateway(record: GatewayRecord) -> Fragments:
         for vpn_connection in record.vpn_connections:
             if vpn_connection.vpn_connection_id not in seen:
                 seen.add(vpn_connection.vpn_connection_id)
-                _render_vpn_connection(out, vpn_connection)
+                _render_vpn_connection(out, vpn_connection, bounds)
     if record.last_poll is not None:
         out.add(POLL_SUCCESS, 1.0 if record.last_poll.success else 0.0)
         out.add(POLL_DURATION, record.last_poll.duration)
@@ -302,9 +311,16 @@ def render_gateway(record: GatewayRecord) -> Fragments:
     return out.fragments()
 
 
-def _render_connection(out: _Lines, conn: str, shown: Diagnosis, latest: Diagnosis) -> None:
+def _render_connection(
+    out: _Lines, conn: str, shown: Diagnosis, latest: Diagnosis, bounds: LabelBounds
+) -> None:
+    rendered: set[str] = set()
     for item in shown.items:
-        item_labels = f"{conn},{_labels(item=item.name)}"
+        name = bounds.item(item.name)
+        if name in rendered:  # a second item beyond the bound: `other` is taken
+            continue
+        rendered.add(name)
+        item_labels = f"{conn},{_labels(item=name)}"
         if item.level is not None:
             for level in Level:
                 out.add(
@@ -338,7 +354,7 @@ def _render_connection(out: _Lines, conn: str, shown: Diagnosis, latest: Diagnos
     out.add(ITEMS_EXPECTED, float(latest.total_count), conn)
 
 
-def _render_vpn_connection(out: _Lines, connection: VpnConnection) -> None:
+def _render_vpn_connection(out: _Lines, connection: VpnConnection, bounds: LabelBounds) -> None:
     """The status series of one connection (DescribeVpnConnections)."""
     conn = _labels(vpn_connection_id=connection.vpn_connection_id)
     out.add(
@@ -352,24 +368,25 @@ def _render_vpn_connection(out: _Lines, connection: VpnConnection) -> None:
         ),
     )
     if connection.state is not None:
-        out.add(CONNECTION_STATE, 1.0, f"{conn},{_labels(state=connection.state)}")
+        state = bounds.connection_state(connection.state)
+        out.add(CONNECTION_STATE, 1.0, f"{conn},{_labels(state=state)}")
     if connection.status is not None:
-        _state_set(out, CONNECTION_IPSEC_STATUS, conn, connection.status)
+        status = bounds.ipsec_status(connection.status)
+        _state_set(out, CONNECTION_IPSEC_STATUS, conn, status)
     if connection.bgp_status is not None:
-        out.add(CONNECTION_BGP_STATUS, 1.0, f"{conn},{_labels(status=connection.bgp_status)}")
+        bgp = bounds.bgp_status(connection.bgp_status)
+        out.add(CONNECTION_BGP_STATUS, 1.0, f"{conn},{_labels(status=bgp)}")
     if connection.health_check_status is not None:
-        out.add(
-            CONNECTION_HEALTH_CHECK_STATUS,
-            1.0,
-            f"{conn},{_labels(status=connection.health_check_status)}",
-        )
+        health = bounds.health_check_status(connection.health_check_status)
+        out.add(CONNECTION_HEALTH_CHECK_STATUS, 1.0, f"{conn},{_labels(status=health)}")
     for tunnel in connection.tunnels:
         labels = f"{conn},{_labels(tunnel_id=tunnel.tunnel_id)}"
         out.add(TUNNEL_INFO, 1.0, f"{labels},{_labels(role=tunnel.role or '')}")
         if tunnel.state is not None:
-            out.add(TUNNEL_STATE, 1.0, f"{labels},{_labels(state=tunnel.state)}")
+            state = bounds.tunnel_state(tunnel.state)
+            out.add(TUNNEL_STATE, 1.0, f"{labels},{_labels(state=state)}")
         if tunnel.status is not None:
-            _state_set(out, TUNNEL_IPSEC_STATUS, labels, tunnel.status)
+            _state_set(out, TUNNEL_IPSEC_STATUS, labels, bounds.ipsec_status(tunnel.status))
 
 
 def _state_set(out: _Lines, family: Family, labels: str, status: str) -> None:
@@ -380,12 +397,18 @@ def _state_set(out: _Lines, family: Family, labels: str, status: str) -> None:
         out.add(family, 1.0, f"{labels},{_labels(status=status)}")
 
 
-def _render_gateway_items(out: _Lines, shown: Diagnosis) -> None:
+def _render_gateway_items(out: _Lines, shown: Diagnosis, bounds: LabelBounds) -> None:
     """Gateway-scoped readings (quotas, route conflicts) of the latest diagnosis."""
+    rendered: set[str] = set()
     for item in shown.items:
         reading = item.reading
         if isinstance(reading, QuotaReading):
-            quota = _labels(item=item.name, quota_name=reading.quota_name)
+            quota = _labels(
+                item=bounds.item(item.name), quota_name=bounds.quota_name(reading.quota_name)
+            )
+            if quota in rendered:
+                continue
+            rendered.add(quota)
             if reading.used is not None:
                 out.add(QUOTA_USED, reading.used, quota)
             if reading.limit is not None:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from exporter.model.drift import Drift
 
 
 class Level(StrEnum):
@@ -103,6 +107,8 @@ class DiagnoseItem:
     reading: Reading
     parse_error: str | None = None
     """Why the description could not be read (for the log line and the counter)."""
+    drift: tuple[Drift, ...] = ()
+    """What was read despite an unexpected form (`exporter.model.drift`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,16 @@ Rules for the shapes FACTS marks unknown (these decide what may become a number)
   text that is not JSON is an error, as for every item (a JSON string is taken for one more
   layer of encoding, so a JSON string of plain text is not JSON either).
 
-Unknown items get an `UnknownReading` and no error: their level is still exported. The
-parser never logs; it runs for every gateway on every cycle, so it sticks to `json.loads`
+Unknown items get an `UnknownReading` and no error: their level is still exported.
+
+**Drift** (`exporter.model.drift`) is what was read despite an unexpected form: an unknown
+item, level or key, a number or boolean written as text, a doubly encoded, escaped or
+not-a-string description, an empty one where that is allowed. Each item carries its drift,
+by kind with the key names involved (never values). A value the parser had to give up on is
+a problem (a parse error) and never drift as well: a description that cannot be decoded
+has no drift, a numeric string that is negative or out of range is only a problem.
+
+The parser never logs; it runs for every gateway on every cycle, so it sticks to `json.loads`
 and cheap checks.
 """
 
@@ -49,6 +57,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,8 +76,20 @@ from exporter.model.diagnosis import (
     RouteConflictReading,
     UnknownReading,
 )
+from exporter.model.drift import (
+    DOCUMENTED_KEYS,
+    ROUTE_CONFLICT_SAMPLE_KEYS,
+    Drift,
+    DriftKind,
+)
 
-__all__ = ["ResponseShapeError", "parse_description", "parse_diagnosis"]
+__all__ = [
+    "ItemReading",
+    "ResponseShapeError",
+    "parse_description",
+    "parse_diagnosis",
+    "read_description",
+]
 
 _PRIVATE_PROBE = "VcoPrivateConnectivity"
 _MAX_DECODINGS = 4
@@ -78,6 +99,7 @@ _DIGITS = re.compile(r"[0-9]+")
 _LEVELS = {level.value: level for level in Level}
 _UNKNOWN = UnknownReading()
 _SHOWN_CHARS = 40
+_MAX_DRIFT_KEYS = 20
 
 
 class ResponseShapeError(ValueError):
@@ -147,8 +169,13 @@ def parse_diagnosis(payload: Mapping[str, Any]) -> Diagnosis:
         if name in seen:
             raise shape_error(f"DiagnoseResult lists {name} more than once")
         seen.add(name)
-        reading, error = parse_description(name, entry.get("DiagnoseResultDescription"))
-        items.append(DiagnoseItem(name, _level(entry.get("DiagnoseResultLevel")), reading, error))
+        read = read_description(name, entry.get("DiagnoseResultDescription"))
+        raw_level = entry.get("DiagnoseResultLevel")
+        level = _level(raw_level)
+        drift = read.drift
+        if level is None and raw_level is not None:
+            drift = tuple(sorted({*drift, Drift(DriftKind.UNKNOWN_LEVEL)}))
+        items.append(DiagnoseItem(name, level, read.reading, read.error, drift))
 
     return Diagnosis(
         vpn_gateway_id=vpn_gateway_id,
@@ -163,6 +190,16 @@ def parse_diagnosis(payload: Mapping[str, Any]) -> Diagnosis:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ItemReading:
+    """What the parser read from one description: the reading, the parse error (None: none)
+    and the drift (what was read despite an unexpected form, sorted)."""
+
+    reading: Reading
+    error: str | None
+    drift: tuple[Drift, ...]
+
+
 def parse_description(item_name: str, description: object) -> tuple[Reading, str | None]:
     """Read one item's `DiagnoseResultDescription`.
 
@@ -170,25 +207,71 @@ def parse_description(item_name: str, description: object) -> tuple[Reading, str
     wrong (several problems are joined by "; "). Unknown items and descriptions that are not
     JSON give an `UnknownReading`. Never raises.
     """
+    read = read_description(item_name, description)
+    return read.reading, read.error
+
+
+def read_description(item_name: str, description: object) -> ItemReading:
+    """`parse_description` with the drift it met. A description that could not be decoded
+    at all has a parse error and no drift: one event is never both."""
     reader = _READERS.get(item_name)
     if reader is None:
-        return _UNKNOWN, None
+        return ItemReading(_UNKNOWN, None, (Drift(DriftKind.UNKNOWN_ITEM),))
+    notes = _Notes()
     try:
-        value = _decode(description)
+        value = _decode(description, notes)
     except _Unreadable as exc:
-        return _UNKNOWN, str(exc)
-    problems: list[str] = []
-    reading = reader(item_name, value, problems)
-    return reading, "; ".join(problems) or None
+        return ItemReading(_UNKNOWN, str(exc), ())
+    reading = reader(item_name, value, notes)
+    if value is None and not notes.problems:
+        notes.drifted(DriftKind.EMPTY)
+    return ItemReading(reading, "; ".join(notes.problems) or None, notes.drift())
+
+
+class _Notes:
+    """Problems (parse errors) and drift met while reading one description."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self._drift: dict[DriftKind, set[str]] = {}
+
+    def append(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def drifted(self, kind: DriftKind, key: str | None = None) -> None:
+        keys = self._drift.setdefault(kind, set())
+        if key is not None:
+            keys.add(key)
+
+    def unknown_keys(self, fields: Mapping[Any, Any], known: frozenset[str]) -> None:
+        for key in fields:
+            if key not in known:
+                self.drifted(DriftKind.UNKNOWN_KEY, str(key))
+
+    def drift(self) -> tuple[Drift, ...]:
+        """The drift met, each kind once with at most `_MAX_DRIFT_KEYS` key names (cut to
+        `_SHOWN_CHARS`): a payload with thousands of keys must not make a huge shape."""
+        return tuple(
+            sorted(
+                Drift(kind, tuple(name[:_SHOWN_CHARS] for name in sorted(keys)[:_MAX_DRIFT_KEYS]))
+                for kind, keys in self._drift.items()
+            )
+        )
 
 
 class _Unreadable(Exception):
     """A description (or part of one) that is not JSON."""
 
 
-def _decode(description: object) -> object:
-    """Undo the description's JSON encodings; null, an empty or blank string give None."""
+def _decode(description: object, notes: _Notes | None = None) -> object:
+    """Undo the description's JSON encodings; null, an empty or blank string give None.
+
+    With `notes`, the forms met are noted as drift: not a string at all, more than one JSON
+    encoding, the API page's escaped-quotes sample form.
+    """
     value = description
+    if notes is not None and isinstance(value, Mapping | list):
+        notes.drifted(DriftKind.NOT_A_STRING)
     for _ in range(_MAX_DECODINGS):
         if not isinstance(value, str):
             return value
@@ -197,6 +280,8 @@ def _decode(description: object) -> object:
             return None
         try:
             value = json.loads(text)
+            if notes is not None and isinstance(value, str):
+                notes.drifted(DriftKind.DOUBLE_ENCODED)
         except RecursionError:
             raise _Unreadable("description is nested too deeply") from None
         except ValueError as exc:
@@ -208,61 +293,63 @@ def _decode(description: object) -> object:
                 value = json.loads(f'"{text}"')
             except (ValueError, RecursionError):
                 raise _Unreadable(f"description is not JSON ({exc})") from None
+            if notes is not None:
+                notes.drifted(DriftKind.ESCAPED_JSON)
     if isinstance(value, str):
         raise _Unreadable(f"description is still a string after {_MAX_DECODINGS} JSON decodings")
     return value
 
 
-def _read_quota(item: str, value: object, problems: list[str]) -> Reading:
-    fields = _expect_object(value, problems)
+def _read_quota(item: str, value: object, notes: _Notes) -> Reading:
+    fields = _expect_object(value, notes)
     if fields is None:
         return _UNKNOWN
+    notes.unknown_keys(fields, DOCUMENTED_KEYS[item])
     raw_name = fields.get("quotaName")
     if isinstance(raw_name, str) and raw_name.strip():
         quota_name = raw_name.strip()
     else:  # missing or blank: the item names the quota well enough, so no problem
         quota_name = item
         if raw_name is not None and not isinstance(raw_name, str):
-            problems.append(f"quotaName: {_show(raw_name)} is not a string")
+            notes.append(f"quotaName: {_show(raw_name)} is not a string")
     return QuotaReading(
         quota_name=quota_name,
-        used=_non_negative(fields, "used", problems),
-        limit=_non_negative(fields, "quantity", problems),
+        used=_number(fields, "used", notes, low=0.0),
+        limit=_number(fields, "quantity", notes, low=0.0),
     )
 
 
-def _read_probe(item: str, value: object, problems: list[str]) -> Reading:
-    fields = _expect_object(value, problems)
+def _read_probe(item: str, value: object, notes: _Notes) -> Reading:
+    fields = _expect_object(value, notes)
     if fields is None:
         return _UNKNOWN
+    notes.unknown_keys(fields, DOCUMENTED_KEYS[item])
     # The public probe runs from the cloud's side and has no source address; a srcIp there
     # is ignored so that the series' labels stay stable.
-    source_ip = _address(fields, "srcIp", problems) if item == _PRIVATE_PROBE else ""
-    target_ip = _address(fields, "targetIp", problems)
+    source_ip = _address(fields, "srcIp", notes) if item == _PRIVATE_PROBE else ""
+    target_ip = _address(fields, "targetIp", notes)
 
-    rtt_ms = _number(fields, "rtt", problems)
+    rtt_ms = _number(fields, "rtt", notes)
     # A negative rtt is the API's `-1`: no reply, which is a finding, not a parse problem.
     no_reply = rtt_ms is not None and rtt_ms < 0
     rtt_seconds = rtt_ms / 1000.0 if rtt_ms is not None and rtt_ms >= 0 else None
 
-    loss_ratio = None
-    loss_percent = _number(fields, "lossRate", problems)
-    if loss_percent is not None:
-        if 0.0 <= loss_percent <= 100.0:
-            loss_ratio = loss_percent / 100.0
-        else:
-            problems.append(f"lossRate: {loss_percent!r} is outside 0..100 %")
+    loss_percent = _number(fields, "lossRate", notes, low=0.0, high=100.0)
+    loss_ratio = loss_percent / 100.0 if loss_percent is not None else None
     return ProbeReading(source_ip, target_ip, rtt_seconds, loss_ratio, no_reply)
 
 
-def _read_consistency(item: str, value: object, problems: list[str]) -> Reading:
+def _read_consistency(item: str, value: object, notes: _Notes) -> Reading:
     if value is None:
         return ConsistencyReading(consistent=None, diff_entries=None)
-    fields = _expect_object(value, problems)
+    fields = _expect_object(value, notes)
     if fields is None:
         return _UNKNOWN
+    notes.unknown_keys(fields, DOCUMENTED_KEYS[item])
     diff = _entries(fields["vcoDiffConf"]) if "vcoDiffConf" in fields else None
     raw_lack = _boolean_text(fields.get("vcoLackConf"))
+    if isinstance(raw_lack, bool) and not isinstance(fields.get("vcoLackConf"), bool):
+        notes.drifted(DriftKind.BOOLEAN_AS_STRING, "vcoLackConf")
     if raw_lack is True:
         return ConsistencyReading(consistent=None, diff_entries=None, peer_available=False)
     lack = 0 if raw_lack is False else _entries(raw_lack) if "vcoLackConf" in fields else None
@@ -275,23 +362,24 @@ def _read_consistency(item: str, value: object, problems: list[str]) -> Reading:
     return ConsistencyReading(consistent, diff, peer_available)
 
 
-def _read_route_conflict(item: str, value: object, problems: list[str]) -> Reading:
+def _read_route_conflict(item: str, value: object, notes: _Notes) -> Reading:
     if isinstance(value, list):
         return RouteConflictReading(conflicts=len(value))
     if isinstance(value, Mapping):
-        counts = [
-            count
-            for key, nested in value.items()
-            if isinstance(key, str)
-            and ("conflict" in key.lower() or "route" in key.lower())
-            and (count := _list_length(nested)) is not None
-        ]
+        counts = []
+        for key, nested in value.items():
+            counted = isinstance(key, str) and ("conflict" in key.lower() or "route" in key.lower())
+            if not counted:
+                if key not in ROUTE_CONFLICT_SAMPLE_KEYS:
+                    notes.drifted(DriftKind.UNKNOWN_KEY, str(key))
+            elif (count := _list_length(nested)) is not None:
+                counts.append(count)
         if len(counts) == 1:
             return RouteConflictReading(conflicts=counts[0])
     return RouteConflictReading(conflicts=None)
 
 
-_Reader = Callable[[str, object, list[str]], Reading]
+_Reader = Callable[[str, object, _Notes], Reading]
 _READERS: dict[str, _Reader] = {
     **dict.fromkeys(QUOTA_ITEMS, _read_quota),
     **dict.fromkeys(PROBE_ITEMS, _read_probe),
@@ -300,20 +388,28 @@ _READERS: dict[str, _Reader] = {
 }
 
 
-def _expect_object(value: object, problems: list[str]) -> Mapping[Any, Any] | None:
+def _expect_object(value: object, notes: _Notes) -> Mapping[Any, Any] | None:
     if isinstance(value, Mapping):
         return value
     if value is None:
-        problems.append("description is empty")
+        notes.append("description is empty")
     else:
-        problems.append(f"description is a JSON {_kind(value)}, not an object")
+        notes.append(f"description is a JSON {_kind(value)}, not an object")
     return None
 
 
-def _number(fields: Mapping[Any, Any], key: str, problems: list[str]) -> float | None:
-    """A finite number (JSON number or decimal string), negative allowed; else None."""
+def _number(
+    fields: Mapping[Any, Any],
+    key: str,
+    notes: _Notes,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> float | None:
+    """A finite number (JSON number or decimal string) within `low`..`high`; else None and
+    a problem. A decimal string that gives a usable number is drift, not a problem."""
     if key not in fields:
-        problems.append(f"{key}: missing")
+        notes.append(f"{key}: missing")
         return None
     raw = fields[key]
     number: float | None = None
@@ -325,27 +421,28 @@ def _number(fields: Mapping[Any, Any], key: str, problems: list[str]) -> float |
     elif isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
         number = float(raw)
     if number is None or not math.isfinite(number):
-        problems.append(f"{key}: {_show(raw)} is not a finite number")
+        notes.append(f"{key}: {_show(raw)} is not a finite number")
         return None
-    return number + 0.0  # turns -0.0 into 0.0, which would otherwise be exported as "-0.0"
-
-
-def _non_negative(fields: Mapping[Any, Any], key: str, problems: list[str]) -> float | None:
-    number = _number(fields, key, problems)
-    if number is not None and number < 0:
-        problems.append(f"{key}: {number!r} is negative")
+    number += 0.0  # turns -0.0 into 0.0, which would otherwise be exported as "-0.0"
+    if high is not None and low is not None and not low <= number <= high:
+        notes.append(f"{key}: {number!r} is outside {low:g}..{high:g} %")
         return None
+    if low is not None and number < low:
+        notes.append(f"{key}: {number!r} is negative")
+        return None
+    if isinstance(raw, str):
+        notes.drifted(DriftKind.NUMBER_AS_STRING, key)
     return number
 
 
-def _address(fields: Mapping[Any, Any], key: str, problems: list[str]) -> str:
+def _address(fields: Mapping[Any, Any], key: str, notes: _Notes) -> str:
     raw = fields.get(key)
     if isinstance(raw, str) and raw.strip():
         return raw.strip()
     if raw is None or isinstance(raw, str):
-        problems.append(f"{key}: missing")
+        notes.append(f"{key}: missing")
     else:
-        problems.append(f"{key}: {_show(raw)} is not a string")
+        notes.append(f"{key}: {_show(raw)} is not a string")
     return ""
 
 

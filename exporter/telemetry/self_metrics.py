@@ -76,6 +76,14 @@ class SelfMetrics:
             "(positive: the host is ahead). The API refuses requests 15 minutes off.",
             registry=self.registry,
         )
+        self.shape_drift = Counter(
+            "aliyun_vpn_description_shape_drift_total",
+            "DiagnoseResultDescription payloads read despite an unexpected form, by item and "
+            "kind (unknown_key, number_as_string, double_encoded, ...). Never also counted "
+            "as a parse error.",
+            ["item", "kind"],
+            registry=self.registry,
+        )
         self.admin_requests = Counter(
             "aliyun_vpn_admin_requests_total",
             "Requests to the admin API by operation.",
