@@ -86,5 +86,6 @@ def test_clock_codes_are_documented_labels_and_never_credential_failures(code: s
     error = CloudError("GetVpnGatewayDiagnoseResult", "refused", status=400, code=code)
     assert error.clock_problem
     assert not error.auth_failure
+    assert not error.credentials_rejected
     assert not error.transient
     assert failure_code(error) == code
