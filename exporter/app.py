@@ -29,9 +29,11 @@ from exporter.collect.poller import Poller
 from exporter.collect.scheduled_diagnoses import Diagnoses
 from exporter.collect.scheduler import PollScheduler
 from exporter.collect.sharding import UNSHARDED, Shard
+from exporter.collect.state_keeper import StateKeeper, read_state
 from exporter.config.model import Config
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.render import Exposition
+from exporter.exposition.state_file import SavedState, records_of
 from exporter.telemetry.loop_lag import LoopLagProbe
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.authentication import secure_app
@@ -54,6 +56,7 @@ _CONFIGURED = (
     "inventory",
     "scheduler",
     "diagnoses",
+    "state",
 )
 """The attributes `Exporter._assemble` sets from a configuration (a reload swaps them)."""
 
@@ -96,7 +99,10 @@ class Exporter:
         self._given_providers = providers
         self.exposition = Exposition()
         self.fleet = Fleet(self.exposition)
-        self._assemble(config)
+        saved = read_state(config.state)
+        self._assemble(config, saved=saved)
+        if saved is not None:
+            self.metrics.state_restored(self.clock.time())
         self._bind()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_timestamp.set(self.clock.time())
@@ -132,10 +138,12 @@ class Exporter:
         config: Config,
         http: httpx.AsyncClient | None = None,
         previous: Inventory | None = None,
+        saved: SavedState | None = None,
     ) -> None:
         """Create every part that depends on the configuration (the attributes named in
-        `_CONFIGURED`); nothing starts and nothing is exported yet. On a reload, `http` is
-        the HTTP client to keep and `previous` the inventory being replaced."""
+        `_CONFIGURED`); nothing starts and nothing is exported yet (but `saved`, a state
+        file's content at start, is restored). On a reload, `http` is the HTTP client to
+        keep and `previous` the inventory being replaced."""
         self.config = config
         built = (
             self._given_providers if self._given_providers is not None else build_providers(config)
@@ -171,8 +179,15 @@ class Exporter:
         )
         if previous is not None:
             self.inventory.adopt(previous)
+        if saved is not None:
+            self.inventory.restore(saved.targets)
         self.scheduler = PollScheduler(
             self.inventory.poll_plans(), self.poller, self.fleet, self.clock
+        )
+        if saved is not None:
+            self._restore(saved)
+        self.state = StateKeeper(
+            config.state, self.fleet, self.inventory.targets, self.scheduler, self.clock
         )
         self.diagnoses: Diagnoses | None = None
         if config.diagnose.enabled:
@@ -180,12 +195,23 @@ class Exporter:
                 config.diagnose, self.inventory, self.fleet, self.metrics, self.clock
             )
 
+    def _restore(self, saved: SavedState) -> None:
+        """Serve the saved state of the gateways still configured, with its original
+        timestamps, before the first cycle; and the paces the targets achieved."""
+        keys = [key for plan in self.scheduler.plans for key in plan.keys]
+        self.fleet.restore(records_of(saved, keys), self.clock.time())
+        for plan in self.scheduler.plans:
+            target = saved.targets.get(plan.name)
+            if target is not None and target.effective_interval is not None:
+                self.scheduler.restore_pace(plan.name, target.effective_interval)
+
     def _bind(self) -> None:
-        """Register the inventory's and diagnoses' jobs with the scheduler (they run once
-        it starts) and render the inventory's series."""
+        """Register the inventory's, diagnoses' and state file's jobs with the scheduler
+        (they run once it starts) and render the inventory's series."""
         self.inventory.bind(self.scheduler.scheduler, self.scheduler)
         if self.diagnoses is not None:
             self.diagnoses.bind(self.scheduler.scheduler)
+        self.state.bind(self.scheduler.scheduler)
 
     def client(self, profile: str, region_id: str) -> VpcClient:
         """The VPC client of one account and region (created once, shared by targets)."""
@@ -291,6 +317,7 @@ class Exporter:
         """Stop polling, then serving; safe to call twice."""
         self._started = False
         await self.stop_polling()
+        await self.state.save()
         await self.listener.stop()
         if self.health_listener is not None:
             await self.health_listener.stop()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ from exporter.collect.targets import TargetInventory
 from exporter.config.model import Config, DiscoverConfig
 from exporter.exposition.fleet import Fleet
 from exporter.exposition.records import with_info, with_vpn_connections
+from exporter.exposition.state_file import SavedTarget
 from exporter.model.gateway import DiscoveredGateway
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,26 @@ class Inventory:
             inventory.conditions = dict(old.conditions)
         self._intervals = self._plan()
 
+    def restore(self, saved: Mapping[str, SavedTarget]) -> None:
+        """Take the gateways each discovering target found before a restart (from the
+        state file), so that they are polled and exported before the first discovery;
+        a target whose region or credentials changed starts afresh."""
+        for name, inventory in self.targets.items():
+            target = saved.get(name)
+            if (
+                target is None
+                or inventory.target.discover is None
+                or (target.region_id, target.profile)
+                != (inventory.region_id, inventory.target.credentials)
+            ):
+                continue
+            inventory.discovered = tuple(
+                g
+                for g in target.discovered
+                if g not in inventory.listed_elsewhere and self.shard.owns(g)
+            )
+        self._intervals = self._plan()
+
     def withdraw(self) -> None:
         """Stop exporting the targets' listing series (before a reload's inventory, which
         renders its own, replaces this one)."""
@@ -343,12 +364,14 @@ class Inventory:
         described: dict[str, DiscoveredGateway] = {}
         discovered = inventory.discovered
         success = True
+        unanswered: set[str] = set()  # no answer said anything about them: info stays
         settings = inventory.target.discover
         if settings is not None:
             try:
                 found = await discover(inventory.client, settings)
             except ApiError as error:
                 success = False
+                unanswered.update(inventory.discovered)
                 described.update(
                     (g, inventory.described[g])
                     for g in inventory.discovered
@@ -383,6 +406,7 @@ class Inventory:
         missing = [g for g in inventory.listed if g not in described]
         if missing:
             lookup = await describe(inventory.client, missing)
+            unanswered.update(lookup.failed)
             for gateway_id in lookup.failed:
                 if gateway_id in inventory.described:
                     described[gateway_id] = inventory.described[gateway_id]
@@ -432,14 +456,16 @@ class Inventory:
             added = bool(after - before)
             if added:
                 self._soon(inventory.name, "connections")
-        await self._write_infos(inventory)
+        await self._write_infos(inventory, unanswered)
         self._render(inventory)
         if not inventory.gateways_refreshed:
             inventory.gateways_refreshed = True
             if not inventory.connections_listed.is_set() and not added:
                 self._soon(inventory.name, "connections")
 
-    async def _write_infos(self, inventory: TargetInventory) -> None:
+    async def _write_infos(self, inventory: TargetInventory, unanswered: set[str]) -> None:
+        """Write each gateway's description into its record; a gateway in `unanswered`
+        (its listing failed) keeps the info it had (latest known, e.g. a restored one)."""
         now = self.clock.time()
         tags = self.config.gateway_info.tags
         for index, gateway_id in enumerate(inventory.gateways):
@@ -449,6 +475,8 @@ class Inventory:
             if key not in self.fleet.records:
                 continue
             gateway = inventory.described.get(gateway_id)
+            if gateway is None and gateway_id in unanswered:
+                continue
             info = gateway.info(tags) if gateway is not None else None
             record = self.fleet.get(key)
             updated = with_info(record, info)
@@ -480,7 +508,7 @@ class Inventory:
                 "connections",
                 failure_code(first),
                 f"cannot list the connections of {len(lookup.failed)} gateways, keeping "
-                "their last status until it is stale: " + _explained(first),
+                "their last status: " + _explained(first),
                 quiet=isinstance(first, CredentialsError),
             )
         else:

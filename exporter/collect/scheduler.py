@@ -194,6 +194,18 @@ class PollScheduler:
             plan.record(pace.achieved), plan.keys, stale_after=plan.stale_after
         )
 
+    def achieved(self, name: str) -> float | None:
+        """The pace target `name` achieved over its last completed cycle, if one did."""
+        pace = self._pace.get(name)
+        return None if pace is None else pace.achieved
+
+    def restore_pace(self, name: str, achieved: float) -> None:
+        """Take a pace measured before a restart (from the state file) until a cycle
+        completes, so that thresholds derived from it hold from the first scrape."""
+        pace = self._pace.get(name)
+        if pace is not None and pace.achieved is None:
+            pace.achieved = achieved
+
     def effective_interval(self, name: str) -> float:
         """The pace target `name` achieves: measured once a cycle completed, else planned."""
         achieved = self._pace[name].achieved
@@ -300,11 +312,12 @@ class PollScheduler:
             self._launch(key, plan.client)
 
     async def stop(self) -> None:
-        """Stop scheduling and cancel polls in flight."""
+        """Stop scheduling and cancel polls in flight; safe to call twice (APScheduler's
+        asyncio shutdown completes on the next loop turn, a second one would fail there)."""
         self._started = False
-        self._stopping = True
-        if self.scheduler.running:
+        if self.scheduler.running and not self._stopping:
             self.scheduler.shutdown(wait=False)
+        self._stopping = True
         tasks = [*self._in_flight.values(), *self._catch_ups, *self._cycle_tasks]
         for task in tasks:
             task.cancel()

@@ -302,6 +302,20 @@ class DiagnoseConfig(StrictModel):
         return self
 
 
+class StateConfig(StrictModel):
+    """The state file: the latest-known data saved periodically and at shutdown, and
+    restored at start, so a restart serves what it knew before its first cycle."""
+
+    path: Path | None = None
+    """None (the default): no state file. The deploy files set one (systemd:
+    /var/lib/aliyun-vpn-exporter/state.json; Kubernetes: a path on a volume)."""
+    interval: PositiveDuration = 300.0
+    """How often the state is saved (and once more at shutdown)."""
+    max_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(256 * 1024 * 1024)
+    """A larger state is not saved, a larger file not read (10,000 gateways take some
+    tens of MB)."""
+
+
 class GatewayInfoConfig(StrictModel):
     """What `aliyun_vpn_gateway_info` carries besides name, VPC, spec and status."""
 
@@ -367,6 +381,7 @@ class Config(StrictModel):
     api: ApiConfig = ApiConfig()
     targets: tuple[Target, ...] = ()
     diagnose: DiagnoseConfig = DiagnoseConfig()
+    state: StateConfig = StateConfig()
     gateway_info: GatewayInfoConfig = GatewayInfoConfig()
     admin: AdminConfig = AdminConfig()
     web: WebSettings = WebSettings()

@@ -69,6 +69,13 @@ class Fleet:
             target = replace(target, last_launch_at=previous.last_launch_at)
         self._put_target(target)
 
+    def restore(self, records: Iterable[GatewayRecord], now: float) -> None:
+        """Take saved records (a state file's, at start) as the gateways' latest known
+        state, timestamps and all."""
+        for record in records:
+            self._records[record.key] = record
+            self._render(record, now)
+
     def set_pace(
         self,
         target: str,

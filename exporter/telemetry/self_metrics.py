@@ -153,3 +153,15 @@ class SelfMetrics:
         self.build_info.labels(__version__, platform.python_version()).set(1)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+        self._state_restored: Gauge | None = None
+
+    def state_restored(self, at: float) -> None:
+        """Export `aliyun_vpn_state_restored_timestamp_seconds` (absent until a state file
+        was restored)."""
+        if self._state_restored is None:
+            self._state_restored = Gauge(
+                "aliyun_vpn_state_restored_timestamp_seconds",
+                "When the latest-known state was restored from the state file at start.",
+                registry=self.registry,
+            )
+        self._state_restored.set(at)
