@@ -35,6 +35,7 @@ from exporter.simulator.scenario import Scenario
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.simulator import Simulator
 from exporter.telemetry.self_metrics import SelfMetrics
+from exporter.web.listener import Limits
 from exporter.web.web_config import WebConfig
 
 KEY_ID = "admin-test-key"
@@ -246,6 +247,7 @@ async def running_admin(
     web: WebConfig | None = None,
     client_timeout: float = 5.0,
     simulator: Simulator | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[AdminHarness]:
     """Simulator → VPC clients → AdminServer on 127.0.0.1, all over real HTTP.
 
@@ -305,6 +307,7 @@ async def running_admin(
             "127.0.0.1:0",
             settings=settings,
             clock=clock,
+            limits=limits,
         )
         await server.start()
         try:

@@ -224,11 +224,14 @@ async def test_a_route_into_the_connection_own_subnet_is_409_from_the_simulator_
         assert response.json()["code"] == "VpnRouteEntry.Conflict"
 
 
-async def test_an_unknown_next_hop_is_422_from_the_simulator_state(tmp_path: Path) -> None:
+async def test_an_unknown_next_hop_is_422_before_any_create(tmp_path: Path) -> None:
+    # Issue 12: a next hop is the connection itself or one of its tunnels, checked before
+    # the cloud is asked (the cloud's own InvalidNextHop.NotFound is in PAGE_CODES).
     async with running_admin(tmp_path) as admin:
         response = await admin.create({**ROUTE, "next_hop": "vco-nosuchhop"})
         assert response.status_code == 422
-        assert response.json()["code"] == "InvalidNextHop.NotFound"
+        assert [p["name"] for p in response.json()["invalid_params"]] == ["next_hop"]
+        assert admin.creates() == []
 
 
 async def test_an_unknown_connection_is_404_before_any_create(tmp_path: Path) -> None:

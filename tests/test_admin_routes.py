@@ -138,9 +138,11 @@ async def test_dry_run_answers_200_and_creates_nothing(tmp_path: Path) -> None:
 
 async def test_dry_run_reports_the_problem_a_create_would_meet(tmp_path: Path) -> None:
     async with running_admin(tmp_path) as admin:
-        response = await admin.create(route(10, dry_run=True, next_hop="vco-nosuchhop"))
-        assert response.status_code == 422
-        assert response.json()["code"] == "InvalidNextHop.NotFound"
+        # A route into the connection's own subnet (a next hop of another connection is
+        # refused before the cloud is asked, issue 12).
+        response = await admin.create({**ROUTE, "route_dest": "10.1.2.0/24", "dry_run": True})
+        assert response.status_code == 409
+        assert response.json()["code"] == "VpnRouteEntry.Conflict"
 
 
 async def test_an_existing_route_is_409_without_calling_create(tmp_path: Path) -> None:

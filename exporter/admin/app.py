@@ -4,10 +4,11 @@
 - `GET` on the same path lists the connection's routes;
 - `GET /api/v1/openapi.json` describes both, every status included.
 
-Order of checks on a create, each before anything costlier: authentication (the gate),
-the body and parameters, the region, the operator's allow-lists, the Idempotency-Key;
-only then the cloud (the connection's attachment and state, the existing routes, and the
-create itself).
+Order of checks on a create, each before anything costlier: authentication and the whole
+body (the gate), the body and parameters, the region, the operator's allow-lists (the
+connection, the next hop, the destination), a next hop that is another connection, the
+Idempotency-Key; only then the cloud (the connection's attachment, state and tunnels, the
+existing routes, and the create itself).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from exporter import __version__
-from exporter.admin.audit import OPENAPI_PATH, Audit, operation_of
+from exporter.admin.audit import OPENAPI_PATH, Audit, attempt_of, operation_of
 from exporter.admin.auth import client_address, principal_of
 from exporter.admin.idempotency import IdempotencyKeyReused, IdempotencyStore, StoredAnswer
 from exporter.admin.problems import (
@@ -50,8 +51,10 @@ from exporter.admin.service import CallTrace, CreateOutcome, RouteService
 from exporter.admin.validation import (
     CONNECTION_ID_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
+    NEXT_HOP_RULE,
     REGION_ID_PATTERN,
     RouteRequest,
+    is_connection_id,
 )
 from exporter.config.model import AdminConfig
 
@@ -283,6 +286,15 @@ class AdminApi:
     def _check_scope(self, connection_id: str, body: RouteRequest) -> None:
         self._check_region(body.region_id)
         self._check_connection(connection_id)
+        if is_connection_id(body.next_hop):
+            self._check_connection(body.next_hop)
+            if body.next_hop != connection_id:
+                raise ProblemError(
+                    INVALID_REQUEST,
+                    f"next_hop {body.next_hop} is another connection: a route's next hop is "
+                    f"{connection_id} itself or one of its tunnels",
+                    invalid_params=[InvalidParam(name="next_hop", reason=NEXT_HOP_RULE)],
+                )
         allowed = self._admin.allowed_destinations
         dest = ipaddress.IPv4Network(body.route_dest)
         if allowed and not any(dest.subnet_of(network) for network in allowed):
@@ -380,6 +392,10 @@ class AdminApi:
         started: float | None,
         **extra: Any,
     ) -> None:
+        """Settle the request's create attempt; the gate writes its audit line."""
+        attempt = attempt_of(request.scope.get("state", {}))
+        if attempt is None:  # only requests through the gate reach the API
+            return
         principal = principal_of(request.scope)
         fields: dict[str, Any] = {
             "user": principal.name if principal else None,
@@ -400,7 +416,7 @@ class AdminApi:
             fields |= {"request_id": trace.request_id, "create_calls": trace.creates}
         if started is not None:
             fields["duration_seconds"] = round(time.monotonic() - started, 3)
-        self._audit.route_attempt(outcome, status, fields | extra)
+        attempt.settle(outcome, status, fields | extra)
 
     def _replayed(
         self, request: Request, connection_id: str, body: RouteRequest, answer: StoredAnswer
@@ -467,6 +483,13 @@ class AdminApi:
                 for method in route.methods or ()
             }
             headers["Allow"] = ", ".join(sorted(methods))
+        if error.status_code == 400:
+            # FastAPI's answer to a body json.loads cannot read at all (not UTF-8, nested
+            # too deeply): as malformed as any other non-JSON body.
+            problem = ProblemError(
+                MALFORMED_REQUEST, "the body is not valid JSON (UTF-8, not nested too deeply)"
+            )
+            return await self._on_problem(request, problem)
         kind = METHOD_NOT_ALLOWED if error.status_code == 405 else NOT_FOUND
         problem = ProblemError(kind, str(error.detail), headers=headers)
         return await self._on_problem(request, problem)

@@ -1,9 +1,17 @@
-"""The gate in front of the admin API: authentication, a body size cap and draining.
+"""The gate in front of the admin API: authentication, the whole body or nothing, draining,
+and the one audit line of every create attempt.
 
 It runs before any routing or body parsing, so a request that does not authenticate learns
 nothing else (not even whether its body would have been valid) and costs no cloud call. A
 failure answers 401 with `WWW-Authenticate` and a problem document, is counted and logged
-without the credentials, and, when it targeted a route create, gets its audit line.
+without the credentials (one line per client address and minute, see
+`exporter.web.authentication`).
+
+The body is read whole before the API sees it: a body over the cap is refused (413), and
+one that never arrives whole (fewer bytes than its `Content-Length`, or no final chunk,
+then a disconnect or the listener's own deadline for slow clients) is dropped: it never
+reaches a handler, so it costs no cloud call. Paths holding control characters (`%0A`...)
+are refused (404) rather than matched loosely by the router.
 """
 
 from __future__ import annotations
@@ -13,19 +21,22 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exporter.admin.audit import Audit, operation_of
+from exporter.admin.audit import (
+    ATTEMPT_STATE_KEY,
+    Audit,
+    CreateAttempt,
+    attempt_of,
+    operation_of,
+)
 from exporter.admin.problems import (
+    INCOMPLETE_REQUEST,
+    NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     SHUTTING_DOWN,
     UNAUTHENTICATED,
     ProblemError,
 )
-from exporter.web.authentication import (
-    Authenticator,
-    Principal,
-    authorization_header,
-    log_auth_failure,
-)
+from exporter.web.authentication import Authenticator, Principal, authorization_header
 
 PRINCIPAL_STATE_KEY = "principal"
 """Where the gate leaves the caller's `Principal` in the request state."""
@@ -71,15 +82,35 @@ class AdminGate:
             return
         operation = operation_of(scope["method"], scope["path"])
         self._audit.request(operation)
+        attempt = None
+        if operation == "create_route":
+            attempt = CreateAttempt({"remote_addr": client_address(scope)})
+            scope.setdefault("state", {})[ATTEMPT_STATE_KEY] = attempt
+        status: int | None = None
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._track(scope, receive, tracked_send, operation)
+        finally:
+            if attempt is not None:
+                self._audit.route_attempt(
+                    attempt.outcome or ("answered" if status else "dropped"),
+                    attempt.status or status or 0,
+                    attempt.fields,
+                )
+
+    async def _track(self, scope: Scope, receive: Receive, send: Send, operation: str) -> None:
+        """Serve the request, counted among those in flight (unless stopping)."""
         if self._draining:
-            await self._refuse(
-                scope,
-                send,
-                operation,
-                ProblemError(
-                    SHUTTING_DOWN, "the exporter is stopping", retry_after=self._retry_after
-                ),
+            problem = ProblemError(
+                SHUTTING_DOWN, "the exporter is stopping", retry_after=self._retry_after
             )
+            await self._refuse(scope, send, operation, problem)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -117,52 +148,62 @@ class AdminGate:
     async def _serve(self, scope: Scope, receive: Receive, send: Send, operation: str) -> None:
         outcome = await self._authenticator.authenticate(authorization_header(scope))
         if not isinstance(outcome, Principal):
-            log_auth_failure(scope, outcome)
-            if operation == "create_route":
-                self._audit.route_attempt(
-                    UNAUTHENTICATED.reason,
-                    UNAUTHENTICATED.status,
-                    {"user": outcome.user, "remote_addr": client_address(scope)},
-                )
+            self._authenticator.log_failure(scope, outcome)
             challenge = ", ".join(self._authenticator.challenges)
             problem = ProblemError(
                 UNAUTHENTICATED,
                 "send a configured basic auth user or bearer token",
                 headers={"WWW-Authenticate": challenge},
             )
-            await self._refuse(scope, send, operation, problem)
+            await self._refuse(scope, send, operation, problem, {"user": outcome.user})
             return
         scope.setdefault("state", {})[PRINCIPAL_STATE_KEY] = outcome
-        body = await self._read_body(receive)
-        if body is None:
-            problem = ProblemError(
-                PAYLOAD_TOO_LARGE, f"the body may be at most {self._max_body_bytes} bytes"
-            )
-            await self._refuse(scope, send, operation, problem)
+        identity = {"user": outcome.name, "auth": outcome.method}
+        if any(ord(char) < 0x20 or char == "\x7f" for char in scope["path"]):
+            problem = ProblemError(NOT_FOUND, "no such path (it holds control characters)")
+            await self._refuse(scope, send, operation, problem, identity)
+            return
+        try:
+            body = await self._read_body(receive)
+        except ProblemError as problem:
+            await self._refuse(scope, send, operation, problem, identity)
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole request body, or None once it exceeds the cap (reading stops there)."""
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole request body; `ProblemError` once it exceeds the cap (reading stops
+        there) or when the client left (or was cut off) before sending all of it."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                raise ProblemError(
+                    INCOMPLETE_REQUEST,
+                    "the connection ended before the whole body arrived; nothing was done",
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body_bytes:
-                return None
+                raise ProblemError(
+                    PAYLOAD_TOO_LARGE, f"the body may be at most {self._max_body_bytes} bytes"
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+                return b"".join(chunks)
 
     async def _refuse(
-        self, scope: Scope, send: Send, operation: str, problem: ProblemError
+        self,
+        scope: Scope,
+        send: Send,
+        operation: str,
+        problem: ProblemError,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         self._audit.failure(operation, problem.kind.reason)
+        attempt = attempt_of(scope.get("state", {}))
+        if attempt is not None and attempt.outcome is None:
+            attempt.settle(problem.kind.reason, problem.kind.status, fields)
 
         async def no_body() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}

@@ -49,6 +49,7 @@ class ProblemType:
 
 
 MALFORMED_REQUEST = ProblemType("malformed-request", 400, "The request body is not JSON")
+INCOMPLETE_REQUEST = ProblemType("incomplete-request", 400, "The request body did not arrive whole")
 UNAUTHENTICATED = ProblemType("unauthenticated", 401, "Authentication required")
 NOT_ALLOWED = ProblemType("not-allowed", 403, "Outside the operator's allow-lists")
 NOT_FOUND = ProblemType("not-found", 404, "No such resource")
@@ -84,6 +85,7 @@ UPSTREAM_TIMEOUT = ProblemType("upstream-timeout", 504, "The cloud API did not a
 
 PROBLEM_TYPES: tuple[ProblemType, ...] = (
     MALFORMED_REQUEST,
+    INCOMPLETE_REQUEST,
     UNAUTHENTICATED,
     NOT_ALLOWED,
     NOT_FOUND,

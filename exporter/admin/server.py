@@ -25,7 +25,7 @@ from exporter.cloud.client import VpcClient
 from exporter.config.model import Config
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.authentication import ResponseHeaders, authenticator_for
-from exporter.web.listener import Listener, is_loopback, parse_listen_address
+from exporter.web.listener import Limits, Listener, is_loopback, parse_listen_address
 from exporter.web.web_config import WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
@@ -103,9 +103,11 @@ class AdminServer:
         settings: AdminSettings | None = None,
         clock: Clock | None = None,
         lifecycle: Callable[[ASGIApp], ASGIApp] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """`lifecycle` wraps the API with the lifecycle endpoints (`/-/reload`, see
-        `exporter.reload`), behind the same authentication."""
+        `exporter.reload`), behind the same authentication; `limits` bound what a client
+        may hold of the listener (default: `Limits()`)."""
         if not web_config.authenticates:
             raise AdminSetupError(
                 "the admin API needs authentication: basic_auth_users or bearer_tokens_file"
@@ -143,7 +145,7 @@ class AdminServer:
             retry_after=max(1, math.ceil(self.settings.retry_after)),
         )
         app = ResponseHeaders(self._gate, web_config.http_server_config.headers)
-        self.listener = Listener(app, address, web_config.tls_settings())
+        self.listener = Listener(app, address, web_config.tls_settings(), limits)
 
     @property
     def port(self) -> int:

@@ -4,8 +4,11 @@ CreateVcoRouteEntry is asynchronous and refuses concurrent or rapid changes to o
 connection (`TaskConflict`, `VpnConnection.Configuring`), so creates on one connection are
 serialised here: each waits its turn, then waits for the connection to leave `updating`
 before calling. The codes the Terraform provider retries are retried with the same
-ClientToken (so the cloud creates the route at most once) until a deadline. Answers become
-typed values at this edge; a malformed answer is the cloud's failure (502), never a crash.
+ClientToken (so the cloud creates the route at most once), here only: the VPC client does
+not retry CreateVcoRouteEntry itself, so one admin request makes at most
+`AdminSettings.max_create_attempts` Create calls, and everything up to the create's answer
+(queueing, waiting, every attempt) fits in `AdminSettings.deadline`. Answers become typed
+values at this edge; a malformed answer is the cloud's failure (502), never a crash.
 """
 
 from __future__ import annotations
@@ -24,19 +27,23 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from exporter.admin.problems import (
     CONNECTION_NOT_FOUND,
+    INVALID_REQUEST,
     NOT_ATTACHED,
     RETRIED_CODES,
     ROUTE_EXISTS,
     UPSTREAM_BUSY,
+    UPSTREAM_TIMEOUT,
+    InvalidParam,
     ProblemError,
     cloud_problem,
 )
 from exporter.admin.settings import AdminSettings
-from exporter.admin.validation import RouteRequest
+from exporter.admin.validation import NEXT_HOP_RULE, RouteRequest
 from exporter.clock import Clock
 from exporter.cloud.client import VpcClient
 from exporter.cloud.errors import ApiError, CloudError, InvalidResponse
 from exporter.cloud.paging import MAX_PAGE_SIZE
+from exporter.cloud.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,8 @@ DESCRIBE_ROUTES = "DescribeVcoRouteEntries"
 DESCRIBE_CONNECTIONS = "DescribeVpnConnections"
 UPDATING = "updating"
 ATTACHED_TO_TRANSIT_ROUTER = "CEN"
+ONE_ATTEMPT = RetryPolicy(max_retries=0)
+"""How the VPC client calls CreateVcoRouteEntry: `RouteService` is its one retry layer."""
 
 
 def _millis_to_datetime(value: object) -> object:
@@ -59,12 +68,26 @@ class _CloudModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+def _tunnel_ids(value: object) -> object:
+    entries = value.get("TunnelOptions") if isinstance(value, dict) else None
+    if not isinstance(entries, list):
+        return ()
+    return tuple(
+        entry["TunnelId"]
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("TunnelId"), str)
+    )
+
+
 class CloudConnection(_CloudModel):
     """An IPsec connection as DescribeVpnConnections shows it (what the admin API needs)."""
 
     vpn_connection_id: str = Field(alias="VpnConnectionId")
     state: str | None = Field(default=None, alias="State")
     attach_type: str | None = Field(default=None, alias="AttachType")
+    tunnel_ids: Annotated[tuple[str, ...], BeforeValidator(_tunnel_ids)] = Field(
+        default=(), alias="TunnelOptionsSpecification"
+    )
 
 
 class CloudRoute(_CloudModel):
@@ -195,16 +218,20 @@ class RouteService:
             async with self._locks.hold(
                 (request.region_id, connection_id), deadline - self._clock.monotonic()
             ):
-                return await self._create_serialised(
-                    client,
-                    connection_id,
-                    request,
-                    client_token,
-                    caller_token,
-                    wait,
-                    deadline,
-                    trace,
-                )
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - self._clock.monotonic())):
+                        answer = await self._submit(
+                            client,
+                            connection_id,
+                            request,
+                            client_token,
+                            caller_token,
+                            deadline,
+                            trace,
+                        )
+                except TimeoutError:
+                    raise self._past_deadline(connection_id, trace) from None
+                return await self._outcome(client, connection_id, request, answer, wait, trace)
         except QueueTimeout:
             raise ProblemError(
                 UPSTREAM_BUSY,
@@ -214,23 +241,46 @@ class RouteService:
         except ApiError as error:
             raise cloud_problem(error, retry_after_default=self._settings.retry_after) from None
 
-    async def _create_serialised(
+    def _past_deadline(self, connection_id: str, trace: CallTrace) -> ProblemError:
+        if trace.creates == 0:  # nothing was asked to change: simply busy
+            return ProblemError(
+                UPSTREAM_BUSY,
+                f"{connection_id} could not be changed within the "
+                f"{self._settings.deadline:g} s deadline; try again later",
+                retry_after=self._retry_after,
+            )
+        return ProblemError(
+            UPSTREAM_TIMEOUT,
+            f"no answer from {CREATE} within the {self._settings.deadline:g} s deadline; "
+            "the outcome is unknown. Retry with the same Idempotency-Key: the cloud will not "
+            "create the route twice.",
+            request_id=trace.request_id,
+        )
+
+    async def _submit(
         self,
         client: VpcClient,
         connection_id: str,
         request: RouteRequest,
         client_token: str,
         caller_token: bool,
-        wait: bool,
         deadline: float,
         trace: CallTrace,
-    ) -> CreateOutcome:
+    ) -> dict[str, Any] | None:
+        """Check the connection, then create; the create's answer (None: a dry run passed)."""
         connection = await self._connection(client, connection_id)
         if connection.attach_type != ATTACHED_TO_TRANSIT_ROUTER:
             raise ProblemError(
                 NOT_ATTACHED,
                 f"{connection_id} is attached as {connection.attach_type or 'nothing'}; "
                 "CreateVcoRouteEntry only serves connections attached to a transit router (CEN)",
+            )
+        if request.next_hop != connection_id and request.next_hop not in connection.tunnel_ids:
+            raise ProblemError(
+                INVALID_REQUEST,
+                f"next_hop {request.next_hop} is neither {connection_id} nor one of its tunnels "
+                f"({', '.join(connection.tunnel_ids) or 'none'})",
+                invalid_params=[InvalidParam(name="next_hop", reason=NEXT_HOP_RULE)],
             )
         if connection.state == UPDATING:
             connection = await self._until_settled(client, connection_id, deadline)
@@ -250,9 +300,20 @@ class RouteService:
                 f"{connection_id} already has a route to {request.route_dest} via "
                 f"{request.next_hop}",
             )
-        answer = await self._call_create(
+        return await self._call_create(
             client, connection_id, request, client_token, deadline, trace
         )
+
+    async def _outcome(
+        self,
+        client: VpcClient,
+        connection_id: str,
+        request: RouteRequest,
+        answer: dict[str, Any] | None,
+        wait: bool,
+        trace: CallTrace,
+    ) -> CreateOutcome:
+        """What the create did: with `wait`, once the connection has settled (or not)."""
         if answer is None:
             return CreateOutcome("dry_run", _proposed(request), trace.request_id)
         created = _parse(CloudRoute, CREATE, answer)
@@ -292,13 +353,17 @@ class RouteService:
         while True:
             trace.creates += 1
             try:
-                answer = await client.call(CREATE, params)
+                answer = await client.call(CREATE, params, retry=ONE_ATTEMPT)
             except ApiError as error:
                 trace.request_id = error.request_id or trace.request_id
                 if request.dry_run and error.code == "DryRunOperation":
                     return None
                 delay = self._retry_delay(retries, error)
-                if delay is None or self._clock.monotonic() + delay > deadline:
+                if (
+                    delay is None
+                    or trace.creates >= self._settings.max_create_attempts
+                    or self._clock.monotonic() + delay > deadline
+                ):
                     raise
                 retries += 1
                 log.info(

@@ -18,7 +18,10 @@ class AdminSettings:
 
     deadline: float = 60.0
     """Seconds one create may spend queueing behind other creates on its connection,
-    waiting for the connection to leave `updating`, and retrying transient codes."""
+    waiting for the connection to leave `updating`, and calling CreateVcoRouteEntry (every
+    attempt included); past it the answer is 504 (outcome unknown)."""
+    max_create_attempts: int = 4
+    """CreateVcoRouteEntry calls one admin request makes at most (the first and retries)."""
     wait_timeout: float = 120.0
     """Seconds `?wait=true` waits for the connection to leave `updating` (then 202)."""
     poll_interval: float = 2.0

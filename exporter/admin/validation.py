@@ -14,7 +14,7 @@ import ipaddress
 import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
 SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
@@ -32,6 +32,11 @@ UNROUTABLE_SPACE = (
 
 CONNECTION_ID_PATTERN = r"^vco-[a-z0-9]{1,64}$"
 """An IPsec connection ID (`vco-` and lowercase letters or digits), as the config's."""
+NEXT_HOP_PATTERN = r"^(vco|tun)-[a-z0-9]{1,64}$"
+"""A next hop: the connection itself (`vco-...`) or one of its tunnels (`tun-...`)."""
+NEXT_HOP_RULE = "must be the connection itself or one of its tunnels"
+"""The CreateVcoRouteEntry page's example routes to the connection itself; a next hop on
+another connection (even another gateway's) would send the traffic elsewhere."""
 REGION_ID_PATTERN = r"^[a-z]{2,}(?:-[a-z0-9]+){1,5}$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9\-_.:~+/=]{1,64}$"
 """An `Idempotency-Key`: it becomes the ClientToken, which must be ASCII (and, as other
@@ -42,6 +47,20 @@ CIDR_PATTERN = rf"^({_OCTET}\.){{3}}{_OCTET}/(3[0-2]|[12]?[0-9])$"
 MAX_DESCRIPTION = 100
 """ASSUMPTION: the API page gives no limit; 1 to 100 characters is the rule of the other
 VPC descriptions, so the cloud cannot refuse what passes here."""
+WEIGHTS = (0, 100)
+
+
+def is_connection_id(next_hop: str) -> bool:
+    """Whether a next hop names a connection (rather than a tunnel)."""
+    return next_hop.startswith("vco-")
+
+
+def _weight(value: object) -> int:
+    """Only the JSON integers 0 and 100: not `false`, `100.0`, `1e2` or `"100"`, which
+    pydantic would take for them even in strict mode (`False == 0` in Python)."""
+    if type(value) is not int or value not in WEIGHTS:
+        raise _invalid("must be the JSON integer 0 or 100")
+    return value
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -144,12 +163,20 @@ class RouteRequest(BaseModel):
     next_hop: Annotated[
         str,
         Field(
-            pattern=CONNECTION_ID_PATTERN,
-            description="Next hop: an IPsec connection ID (usually the connection itself).",
+            pattern=NEXT_HOP_PATTERN,
+            description="Next hop: the connection itself (`vco-...`, in the path) or one of "
+            "its tunnels (`tun-...`).",
             examples=["vco-p0w2jpkhi2eeop6q6"],
         ),
     ]
-    weight: Literal[0, 100] = Field(description="100: high priority (active); 0: low (standby).")
+    weight: Annotated[
+        int,
+        PlainValidator(_weight, json_schema_input_type=int),
+        Field(
+            description="100: high priority (active); 0: low (standby).",
+            json_schema_extra={"enum": list(WEIGHTS)},
+        ),
+    ]
     description: Description | None = None
     overlay_mode: Literal["Ipsec"] | None = None
     dry_run: bool = Field(

@@ -209,13 +209,17 @@ class VpcClient:
         params: Mapping[str, str],
         *,
         on_launch: Callable[[], None] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> dict[str, Any]:
         """Call an RPC action (`POST /?<params>`, empty body) and return its JSON answer.
 
         `RegionId` is always sent. Raises `ApiError` subclasses after retries run out.
         `on_launch` is called once, when the budget grants the first attempt: the moment
-        the call could actually go out.
+        the call could actually go out. `retry` replaces the client's policy for this call
+        (a caller that retries itself passes `RetryPolicy(max_retries=0)`, so that retries
+        do not multiply).
         """
+        policy = retry or self._retry
         query = canonical_query([("RegionId", self.region_id), *params.items()])
         url = httpx.URL(f"{self.base_url}/?{query}")
         budget = self._action(action)[0]
@@ -233,7 +237,7 @@ class VpcClient:
                     self._judge_credentials(error)
                 if isinstance(error, CloudError) and error.throttled:
                     budget.throttled(error.retry_after)
-                delay = self._retry.delay(retries, error, self._rand)
+                delay = policy.delay(retries, error, self._rand)
                 if delay is None:
                     raise
                 retries += 1

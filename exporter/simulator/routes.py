@@ -12,7 +12,8 @@ not model, by an injected fault):
 - `IllegalParam.RouteDest`: not an IPv4 CIDR, or `0.0.0.0/0`;
 - `OperationFailed.InvalidCidrBlock`: host bits set; 'this network', loopback, multicast
   or reserved space;
-- `InvalidNextHop.NotFound`: `NextHop` is no connection of the region;
+- `InvalidNextHop.NotFound`: `NextHop` is no connection of the region, nor a tunnel of
+  the connection;
 - `VpnConnection.FinancialLocked`: the connection's gateway is `FinancialLocked`
   (its `business_status`);
 - `TaskConflict`: the connection is still `updating` from an earlier route change;
@@ -279,7 +280,8 @@ def create_vco_route_entry(call: Call) -> dict[str, Any]:
         return dict(answer)
 
     dest = _route_dest(raw_dest)
-    hop = call.state.fleet.connection(next_hop)
+    own_tunnel = next_hop in (connection.tunnel(1)[0], connection.tunnel(2)[0])
+    hop = connection if own_tunnel else call.state.fleet.connection(next_hop)
     if hop is None or hop.region_id != connection.region_id:
         raise ErrorReply.about("InvalidNextHop.NotFound", next_hop)
     _ready_for_change(call, connection)

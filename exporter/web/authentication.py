@@ -1,6 +1,15 @@
-"""Authentication of both listeners: basic auth (bcrypt) and bearer tokens, checked in a
-worker thread, and the ASGI wrappers that demand it and add the configured headers.
-Comparisons take the same time whether a user or token exists or not."""
+"""Authentication of both listeners: basic auth (bcrypt) and bearer tokens, and the ASGI
+wrappers that demand it and add the configured headers.
+
+Timing does not tell which users exist: every basic auth check runs one bcrypt check at
+each cost the configured users have (against the user's own hash at its cost, dummies at
+the others), so an unknown user, a user with a cheap hash and one with a costly hash take
+the same time. Bearer tokens are compared as digests, all of them every time.
+
+bcrypt runs on the authenticator's own threads, so that a flood of wrong passwords cannot
+hold up reloads or anything else on the loop's default executor. Failures are logged once
+per client address, then summed up once a minute (`LogLimiter`), without any secret.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +19,23 @@ import binascii
 import hashlib
 import hmac
 import logging
+import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import bcrypt
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exporter.telemetry.log_limit import LogLimiter
 from exporter.web.web_config import DEFAULT_REALM, BearerToken, WebConfig
 
 log = logging.getLogger(__name__)
 
 _SUCCESS_CACHE_SIZE = 1024
+_BCRYPT_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 # --- authentication ---------------------------------------------------------------------
 
@@ -45,19 +58,15 @@ class AuthFailure:
     user: str | None = None
 
 
-def _bcrypt_cost(hashed: bytes) -> int:
+def bcrypt_cost(hashed: bytes) -> int:
     return int(hashed[4:6])
 
 
 class Authenticator:
-    """Checks `Authorization` headers against basic auth users (bcrypt) and bearer tokens.
-
-    bcrypt runs in a worker thread (each check costs tens to hundreds of milliseconds, by
-    design); a successful check is remembered (keyed by a digest of user, password and
-    hash) so that a client's every request does not pay it again, and identical checks in
-    flight at once share one computation. Failures are not remembered. An unknown user
-    costs one bcrypt check against a dummy hash of the same cost, so timing does not tell
-    which users exist; bearer tokens are compared as digests, all of them every time.
+    """Checks `Authorization` headers against basic auth users (bcrypt) and bearer tokens
+    (see the module docstring). A successful check is remembered (keyed by a digest of
+    user, password and hash) so that a client's every request does not pay it again, and
+    identical checks in flight at once share one computation; failures are not remembered.
     """
 
     def __init__(
@@ -70,10 +79,14 @@ class Authenticator:
         self._users = dict(users)
         self._tokens = tuple(tokens)
         self.realm = realm
-        cost = max((_bcrypt_cost(hashed) for hashed in self._users.values()), default=4)
-        self._dummy_hash = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=cost))
+        costs = sorted({bcrypt_cost(hashed) for hashed in self._users.values()})
+        self._dummies = tuple(
+            (cost, bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=cost))) for cost in costs
+        )
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._failures = LogLimiter(log, "failed authentication attempts")
 
     @property
     def required(self) -> bool:
@@ -103,6 +116,25 @@ class Authenticator:
                 return self._bearer(credentials)
         return AuthFailure("malformed")
 
+    def log_failure(self, scope: Scope, failure: AuthFailure) -> None:
+        """A warning for a failed authentication (where from, which path, which configured
+        user, if any, was tried; never the credentials): the first from an address at
+        once, then a count per minute while they go on."""
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
+        self._failures.event(
+            address,
+            logging.WARNING,
+            "authentication failed",
+            {"remote_addr": address},
+            {
+                "reason": failure.reason,
+                "user": failure.user,
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+            },
+        )
+
     async def _basic(self, credentials: str) -> Principal | AuthFailure:
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
@@ -112,12 +144,9 @@ class Authenticator:
         if not sep:
             return AuthFailure("malformed")
         hashed = self._users.get(user)
-        if hashed is None:
-            await self._check(password.encode(), self._dummy_hash)
-            return AuthFailure("wrong_credentials")
-        if await self._check(password.encode(), hashed, user):
+        if await self._check(password.encode(), user, hashed):
             return Principal(user, "basic")
-        return AuthFailure("wrong_credentials", user)
+        return AuthFailure("wrong_credentials", user if hashed is not None else None)
 
     def _bearer(self, token: str) -> Principal | AuthFailure:
         if not token:
@@ -129,28 +158,47 @@ class Authenticator:
                 found = candidate
         return Principal(found.name, "bearer") if found else AuthFailure("wrong_credentials")
 
-    async def _check(self, password: bytes, hashed: bytes, user: str = "") -> bool:
-        key = hashlib.sha256(b"\0".join((user.encode(), password, hashed))).digest()
-        if key in self._verified:
+    async def _check(self, password: bytes, user: str, hashed: bytes | None) -> bool:
+        """Whether `password` is the user's (False for an unknown user, `hashed` None),
+        at the cost of one bcrypt check per configured cost either way."""
+        key = hashlib.sha256(b"\0".join((user.encode(), password, hashed or b""))).digest()
+        if hashed is not None and key in self._verified:
             self._verified.move_to_end(key)
             return True
         check = self._pending.get(key)
         if check is None:
-            check = asyncio.ensure_future(asyncio.to_thread(_checkpw, password, hashed))
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(_BCRYPT_THREADS, thread_name_prefix="bcrypt")
+            check = asyncio.get_running_loop().run_in_executor(
+                self._executor, _check_every_cost, password, hashed, self._dummies
+            )
             self._pending[key] = check
             check.add_done_callback(lambda _: self._pending.pop(key, None))
         matched = await asyncio.shield(check)
-        if matched and user:
+        if matched:
             self._verified[key] = None
             if len(self._verified) > _SUCCESS_CACHE_SIZE:
                 self._verified.popitem(last=False)
         return matched
 
 
-def _checkpw(password: bytes, hashed: bytes) -> bool:
+def _check_every_cost(
+    password: bytes, hashed: bytes | None, dummies: Sequence[tuple[int, bytes]]
+) -> bool:
+    matched = False
+    for cost, dummy in dummies:
+        if hashed is not None and bcrypt_cost(hashed) == cost:
+            matched = checkpw(password, hashed)
+        else:
+            checkpw(password, dummy)
+    return matched
+
+
+def checkpw(password: bytes, hashed: bytes) -> bool:
+    """`bcrypt.checkpw`, False for what bcrypt refuses (passwords over 72 bytes)."""
     try:
         return bcrypt.checkpw(password, hashed)
-    except ValueError:  # bcrypt 5 refuses passwords over 72 bytes
+    except ValueError:
         return False
 
 
@@ -193,7 +241,7 @@ class RequireAuthentication:
 
     For listeners whose apps have no error format of their own (the metrics listener); the
     admin API answers problem documents instead. `on_failure` is told of each failure, for
-    counting; a warning is logged without any secret.
+    counting; a warning is logged (rate-limited) without any secret.
     """
 
     def __init__(
@@ -214,7 +262,7 @@ class RequireAuthentication:
         if isinstance(outcome, Principal):
             await self.app(scope, receive, send)
             return
-        log_auth_failure(scope, outcome)
+        self.authenticator.log_failure(scope, outcome)
         if self._on_failure is not None:
             self._on_failure(scope, outcome)
         body = b"Unauthorized\n"
@@ -225,24 +273,6 @@ class RequireAuthentication:
         ]
         await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def log_auth_failure(scope: Scope, failure: AuthFailure) -> None:
-    """One warning per failed authentication: where from, which path, which configured
-    user (if any) was tried; never the credentials."""
-    client = scope.get("client")
-    log.warning(
-        "authentication failed",
-        extra={
-            "fields": {
-                "reason": failure.reason,
-                "user": failure.user,
-                "remote_addr": client[0] if client else None,
-                "method": scope.get("method"),
-                "path": scope.get("path"),
-            }
-        },
-    )
 
 
 def secure_app(

@@ -5,7 +5,10 @@ uvicorn limits header size and idle keep-alive connections, but nothing stops a 
 connects and says nothing, sends its request a byte at a time (slowloris), or never reads
 its answer. `_GuardedH11Protocol` adds those deadlines; the HTTP implementation is pinned
 to h11 so that the header limit holds whatever else is installed (uvicorn would pick
-httptools, which ignores it, when present).
+httptools, which ignores it, when present). Connections are accepted by
+`exporter.web.acceptor.Acceptor` rather than asyncio's own loop: it limits what one client
+address may hold, bounds TLS handshakes and keeps the listeners within their share of the
+process's file descriptors.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,8 @@ import h11
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from exporter.web.acceptor import AcceptLimits, Acceptor, SocketBudget, shared_budget
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +90,13 @@ class Limits:
     keep_alive_timeout: float = 30.0
     """Seconds an idle kept-alive connection stays open between requests."""
     max_connections: int = 512
-    """Connections (and requests in flight) beyond which requests are answered 503."""
+    """Connections (and requests in flight) beyond which requests are answered 503; an
+    eighth more are accepted to hear that answer, further ones wait in the backlog."""
+    max_connections_per_address: int = 32
+    """Connections (TLS handshakes included) one client address may hold; more are closed
+    as soon as they are accepted, so one client cannot crowd out Prometheus."""
+    handshake_timeout: float = 10.0
+    """Seconds a TLS handshake may take from the connection; then it is dropped."""
     stop_timeout: float = 2.0
     """Seconds a stopping listener lets answers in flight finish before cancelling them."""
 
@@ -99,6 +110,8 @@ class _GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._write_deadline: asyncio.TimerHandle | None = None
+        self.on_lost: Callable[[], None] | None = None
+        """Set by the `Acceptor`: gives the connection's share of the limits back."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -108,6 +121,8 @@ class _GuardedH11Protocol(H11Protocol):
         self._disarm_read()
         self._disarm_write()
         super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost()
 
     def data_received(self, data: bytes) -> None:
         if self._read_deadline is None and self.conn.their_state is h11.IDLE:
@@ -165,11 +180,47 @@ class _GuardedH11Protocol(H11Protocol):
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to the exporter, which stops every part in order."""
+    """A uvicorn server that leaves signals to the exporter, which stops every part in
+    order, and accepts connections through an `Acceptor`."""
+
+    def __init__(
+        self, config: uvicorn.Config, limits: AcceptLimits, budget: SocketBudget, name: str
+    ) -> None:
+        super().__init__(config)
+        self._accept_limits = limits
+        self._budget = budget
+        self._name = name
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up for given sockets, with an `Acceptor` on each instead of
+        `loop.create_server`."""
+        await self.lifespan.startup()
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+            return protocol
+
+        acceptors = [
+            Acceptor(
+                sock, create_protocol, config.ssl, self._accept_limits, self._budget, self._name
+            )
+            for sock in sockets or ()
+        ]
+        for acceptor in acceptors:
+            acceptor.start()
+        self.servers = acceptors  # type: ignore[assignment]
+        self.started = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # The acceptors close their sockets once their accept loops have stopped.
+        await super().shutdown(sockets=None)
 
 
 class _Config(uvicorn.Config):
@@ -194,7 +245,10 @@ class Listener:
         address: str,
         tls: TlsSettings | None = None,
         limits: Limits | None = None,
+        budget: SocketBudget | None = None,
     ) -> None:
+        """`budget`: the sockets all listeners may hold together (default: the process's,
+        from its open-file limit)."""
         self.address = address
         self.limits = limits or Limits()
         protocol = type("GuardedH11Protocol", (_GuardedH11Protocol,), {"limits": self.limits})
@@ -223,9 +277,15 @@ class Listener:
             server_header=False,
             **options,
         )
-        self._server = _Server(config)
+        accept = AcceptLimits(
+            max_sockets=self.limits.max_connections + max(1, self.limits.max_connections // 8),
+            per_address=self.limits.max_connections_per_address,
+            handshake_timeout=self.limits.handshake_timeout,
+        )
+        self._server = _Server(config, accept, budget or shared_budget(), address)
         self._bind_to = (host, port)
         self._task: asyncio.Task[None] | None = None
+        self._port: int | None = None
 
     async def start(self) -> None:
         """Bind the socket here, so a busy port is a plain `OSError` naming the address
@@ -236,6 +296,7 @@ class Listener:
             sock = socket.create_server((host, port), family=family, backlog=2048)
         except OSError as error:
             raise OSError(f"cannot listen on {self.address}: {error.strerror}") from None
+        self._port = int(sock.getsockname()[1])
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
@@ -245,8 +306,9 @@ class Listener:
 
     @property
     def port(self) -> int:
-        sockets = self._server.servers[0].sockets
-        return int(sockets[0].getsockname()[1])
+        if self._port is None:
+            raise RuntimeError(f"{self.address} is not started")
+        return self._port
 
     @property
     def running(self) -> bool:
