@@ -69,6 +69,8 @@ JOB = 'job=~"$job"'
 GATEWAYS = f'{JOB}, region_id=~"$region_id", vpn_gateway_id=~"$vpn_gateway_id"'
 REGIONS = 'region_id=~"$region_id"'
 THROTTLED = f'{JOB}, code=~"Throttling.*"'
+REAL_FAILURES = f'{JOB}, code!="InvalidVpnGatewayId.NotFound"'
+NO_DIAGNOSIS_ANSWERS = f'{JOB}, code="InvalidVpnGatewayId.NotFound"'
 
 # 0 normal, 1 warning, 2 error for every item: all three levels of the state set are exported.
 LEVEL_SCORE = (
@@ -111,6 +113,32 @@ UP_MAPPINGS: list[ValueMapping] = [
         }
     )
 ]
+ESTABLISHED_MAPPINGS: list[ValueMapping] = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(text="not established", color=RED, index=0),
+            "1": ValueMappingResult(text="established", color=GREEN, index=1),
+        }
+    )
+]
+SUCCESS_MAPPINGS: list[ValueMapping] = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(text="failing", color=RED, index=0),
+            "1": ValueMappingResult(text="success", color=GREEN, index=1),
+        }
+    )
+]
+DIAGNOSIS_MAPPINGS: list[ValueMapping] = [
+    ValueMap(
+        options={
+            "0": ValueMappingResult(
+                text="none yet: InvalidVpnGatewayId.NotFound, no item data", color=ORANGE, index=0
+            ),
+            "1": ValueMappingResult(text="available", color=GREEN, index=1),
+        }
+    )
+]
 POLL_MAPPINGS: list[ValueMapping] = [
     ValueMap(
         options={
@@ -126,6 +154,25 @@ LOSS_WARNING = 0.05
 RTT_WARNING = 0.150
 DIAGNOSE_MAX_AGE = 3 * 3600
 
+
+NO_DIAGNOSIS_YET = "InvalidVpnGatewayId.NotFound"
+"""The API's normal answer for a gateway never diagnosed: counted by the exporter under this
+code, but not a failure (DESIGN "Failure semantics")."""
+ESTABLISHED = "ipsec_sa_established"
+GATEWAY_DETAIL = "/d/aliyun-vpn-gateway/aliyun-vpn-gateway-detail"
+DETAIL_LINK = {
+    "title": "Gateway detail: ${__data.fields.vpn_gateway_id}",
+    "url": f"{GATEWAY_DETAIL}?var-vpn_gateway_id=${{__data.fields.vpn_gateway_id}}"
+    "&var-region_id=$__all&${job:queryparam}&${datasource:queryparam}&${__url_time_range}",
+}
+"""A data link from a row about a gateway to its detail dashboard (the row's frame must have
+a `vpn_gateway_id` field)."""
+NO_DIAGNOSIS_HELP = (
+    "A gateway that was never diagnosed has no item, quota or probe data: "
+    "GetVpnGatewayDiagnoseResult answers InvalidVpnGatewayId.NotFound, the exporter sets "
+    "aliyun_vpn_diagnose_available to 0, and every diagnosis panel stays empty for it. Run a "
+    "diagnosis in the VPN console, or let the exporter start them (diagnose.enabled)."
+)
 
 QUOTA_LEGEND = "{{vpn_gateway_id}} {{quota_name}}"
 CONNECTION_LEGEND = "{{vpn_gateway_id}} {{vpn_connection_id}}"
@@ -259,21 +306,193 @@ def table_of(
     return panel
 
 
-def query_variable(name: str, label: str, definition: str) -> dashboard.QueryVariable:
+def linked_to_detail(panel: table.Panel) -> table.Panel:
+    """Every cell of the table's rows opens the row's gateway in the detail dashboard."""
+    return panel.override_by_regexp(".*", [DynamicConfigValue(id_val="links", value=[DETAIL_LINK])])
+
+
+def _status_as_label(metric: str, label: str) -> str:
+    """The current value of a status series (gauge 1 with a `status` label) as `label`."""
     return (
+        f"max by (target, region_id, vpn_gateway_id, vpn_connection_id, {label}) (\n"
+        f'  label_replace({metric}{{{GATEWAYS}}} == 1, "{label}", "$1", "status", "(.*)")\n)'
+    )
+
+
+def _success_or_zero(metric: str) -> str:
+    """1 while a connection's status series says `success`, 0 for any other status."""
+    by = "max by (vpn_gateway_id, vpn_connection_id)"
+    return f'{by} ({metric}{{status="success", {GATEWAYS}}})\nor\n0 * {by} ({metric}{{{GATEWAYS}}})'
+
+
+def connections_table(title: str, *, width: int, height: int) -> table.Panel:
+    """Every IPsec connection: its IPsec, BGP and health-check status and tunnels up."""
+    legend = "{{vpn_gateway_id}} {{vpn_connection_id}}"
+    return (
+        table_of(
+            title,
+            "DescribeVpnConnections, refreshed every poll interval: the connection's IPsec "
+            "negotiation status, BGP (VpnBgpConfig.Status) and health check "
+            "(VcoHealthCheck.Status) when it reports them, and how many of a dual-tunnel "
+            "connection's tunnels have an established IPsec SA.",
+            query(
+                _status_as_label("aliyun_vpn_connection_ipsec_status", "ipsec"),
+                f"{legend} {{{{ipsec}}}}",
+                "A",
+                instant=True,
+                table_format=True,
+            ),
+            query(
+                _status_as_label("aliyun_vpn_connection_bgp_status", "bgp"),
+                f"{legend} {{{{bgp}}}}",
+                "B",
+                instant=True,
+                table_format=True,
+            ),
+            query(
+                _status_as_label("aliyun_vpn_connection_health_check_status", "health_check"),
+                f"{legend} {{{{health_check}}}}",
+                "C",
+                instant=True,
+                table_format=True,
+            ),
+            query(
+                "sum by (target, region_id, vpn_gateway_id, vpn_connection_id) ("
+                f'aliyun_vpn_tunnel_ipsec_status{{status="{ESTABLISHED}", {GATEWAYS}}})',
+                legend,
+                "D",
+                instant=True,
+                table_format=True,
+            ),
+            width=width,
+            height=height,
+        )
+        .with_transformation(DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            organize(
+                excludeByName={
+                    **HIDDEN_COLUMNS,
+                    "Value #A": True,
+                    "Value #B": True,
+                    "Value #C": True,
+                },
+                renameByName={"Value #D": "tunnels up", "health_check": "health check"},
+                indexByName=column_order(
+                    "vpn_gateway_id", "vpn_connection_id", "ipsec", "bgp", "health_check"
+                ),
+            )
+        )
+        .override_by_name(
+            "ipsec",
+            [
+                DynamicConfigValue(
+                    id_val="mappings",
+                    value=[
+                        {
+                            "type": "value",
+                            "options": {
+                                ESTABLISHED: {"color": GREEN, "index": 0},
+                            },
+                        },
+                        {
+                            "type": "regex",
+                            "options": {"pattern": ".+", "result": {"color": RED, "index": 1}},
+                        },
+                    ],
+                ),
+                DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
+            ],
+        )
+    )
+
+
+def connection_timelines() -> list[statetimeline.Panel]:
+    """IPsec SA of each connection and tunnel, and BGP and health check, over time."""
+    tunnel_legend = "{{vpn_gateway_id}} {{vpn_connection_id}} {{tunnel_id}}"
+    return [
+        timeline(
+            "Connection IPsec SA",
+            "Whether each connection's IPsec SA is established (its Status is "
+            "ipsec_sa_established); AliyunVpnIpsecSaNotEstablished fires after 10 minutes.",
+            ESTABLISHED_MAPPINGS,
+            query(
+                f'aliyun_vpn_connection_ipsec_status{{status="{ESTABLISHED}", {GATEWAYS}}}',
+                CONNECTION_LEGEND,
+            ),
+        ),
+        timeline(
+            "Tunnel IPsec SA",
+            "Each tunnel of a dual-tunnel connection: established or not. One tunnel down "
+            "loses redundancy; both down is the connection down.",
+            ESTABLISHED_MAPPINGS,
+            query(
+                f'aliyun_vpn_tunnel_ipsec_status{{status="{ESTABLISHED}", {GATEWAYS}}}',
+                tunnel_legend,
+            ),
+        ),
+        timeline(
+            "BGP and health check",
+            "success, or failing for any other VpnBgpConfig.Status / VcoHealthCheck.Status "
+            "(absent when the connection has no BGP or its health check is disabled).",
+            SUCCESS_MAPPINGS,
+            query(
+                _success_or_zero("aliyun_vpn_connection_bgp_status"),
+                f"BGP {CONNECTION_LEGEND}",
+                "A",
+            ),
+            query(
+                _success_or_zero("aliyun_vpn_connection_health_check_status"),
+                f"health check {CONNECTION_LEGEND}",
+                "B",
+            ),
+        ),
+    ]
+
+
+def timeline(
+    title: str,
+    description: str,
+    mappings: list[ValueMapping],
+    *queries: prometheus.Dataquery,
+    width: int = 24,
+    height: int = 6,
+) -> statetimeline.Panel:
+    panel = (
+        statetimeline.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .mappings(mappings)
+        .show_value(VisibilityMode.NEVER)
+        .span(width)
+        .height(height)
+    )
+    for q in queries:
+        panel = panel.with_target(q)
+    return panel
+
+
+def query_variable(
+    name: str, label: str, definition: str, *, single: bool = False
+) -> dashboard.QueryVariable:
+    """A variable of label values: multi-value with "All" (`.*`), or with `single` one
+    value at a time (Grafana then selects the first value)."""
+    variable = (
         dashboard.QueryVariable(name)
         .label(label)
         .datasource(DATASOURCE)
         .query(definition)
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
     )
+    if single:
+        return variable.multi(False).include_all(False)
+    return variable.multi(True).include_all(True).all_value(".*")
 
 
-def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
+def base(
+    uid: str, title: str, description: str, *, single_gateway: bool = False
+) -> dashboard.Dashboard:
     return (
         dashboard.Dashboard(title)
         .uid(uid)
@@ -306,6 +525,7 @@ def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
                 "vpn_gateway_id",
                 "VPN gateway",
                 f"label_values(aliyun_vpn_poll_success{{{JOB}, {REGIONS}}}, vpn_gateway_id)",
+                single=single_gateway,
             )
         )
     )
@@ -340,57 +560,65 @@ def fleet_overview() -> dashboard.Dashboard:
             .override_by_name("error", [fixed_color(RED)])
         )
         .with_panel(
-            table_of(
-                "Gateways without a diagnosis",
-                "GetVpnGatewayDiagnoseResult says the gateway was never diagnosed "
-                "(InvalidVpnGatewayId.NotFound): nothing about it can alert.",
-                query(
-                    f"aliyun_vpn_diagnose_available{{{GATEWAYS}}} == 0",
-                    "{{region_id}} {{vpn_gateway_id}}",
-                    instant=True,
-                    table_format=True,
-                ),
-            ).with_transformation(
-                organize(
-                    excludeByName=HIDDEN_COLUMNS,
-                    indexByName=column_order("target", "region_id", "vpn_gateway_id"),
+            linked_to_detail(
+                table_of(
+                    "Gateways without a diagnosis",
+                    f"Nothing about these gateways can alert. {NO_DIAGNOSIS_HELP}",
+                    query(
+                        f"aliyun_vpn_diagnose_available{{{GATEWAYS}}} == 0",
+                        "{{region_id}} {{vpn_gateway_id}}",
+                        instant=True,
+                        table_format=True,
+                    ),
+                ).with_transformation(
+                    organize(
+                        excludeByName=HIDDEN_COLUMNS,
+                        indexByName=column_order("target", "region_id", "vpn_gateway_id"),
+                    )
                 )
             )
         )
         .with_panel(
-            table_of(
-                "Item levels by gateway",
-                "The level of each item in every gateway's latest diagnosis.",
-                query(
-                    f"max by (vpn_gateway_id, item) (\n{LEVEL_SCORE}\n)",
-                    "{{vpn_gateway_id}} {{item}}",
-                    instant=True,
-                    table_format=True,
-                ),
-                width=24,
-                height=8,
-            )
-            .with_transformation(
-                DataTransformerConfig(
-                    id_val="groupingToMatrix",
-                    options={
-                        "columnField": "item",
-                        "rowField": "vpn_gateway_id",
-                        "valueField": "Value",
-                        "emptyValue": "null",
-                    },
+            linked_to_detail(
+                table_of(
+                    "Item levels by gateway",
+                    "The level of each item in every gateway's latest diagnosis.",
+                    query(
+                        f"max by (vpn_gateway_id, item) (\n{LEVEL_SCORE}\n)",
+                        "{{vpn_gateway_id}} {{item}}",
+                        instant=True,
+                        table_format=True,
+                    ),
+                    width=24,
+                    height=8,
                 )
-            )
-            .mappings(LEVEL_MAPPINGS)
-            .cell_options(
-                TableColoredBackgroundCellOptions(mode=TableCellBackgroundDisplayMode.BASIC)
-            )
-            .override_by_name(
-                "vpn_gateway_id\\item",
-                [
-                    DynamicConfigValue(id_val="displayName", value="VPN gateway"),
-                    DynamicConfigValue(id_val="custom.cellOptions", value={"type": "auto"}),
-                ],
+                .with_transformation(
+                    DataTransformerConfig(
+                        id_val="groupingToMatrix",
+                        options={
+                            "columnField": "item",
+                            "rowField": "vpn_gateway_id",
+                            "valueField": "Value",
+                            "emptyValue": "null",
+                        },
+                    )
+                )
+                # The matrix names its first column "vpn_gateway_id\\item": the link needs it
+                # as vpn_gateway_id.
+                .with_transformation(
+                    organize(renameByName={"vpn_gateway_id\\item": "vpn_gateway_id"})
+                )
+                .mappings(LEVEL_MAPPINGS)
+                .cell_options(
+                    TableColoredBackgroundCellOptions(mode=TableCellBackgroundDisplayMode.BASIC)
+                )
+                .override_by_name(
+                    "vpn_gateway_id",
+                    [
+                        DynamicConfigValue(id_val="displayName", value="VPN gateway"),
+                        DynamicConfigValue(id_val="custom.cellOptions", value={"type": "auto"}),
+                    ],
+                )
             )
         )
         .with_panel(
@@ -468,41 +696,74 @@ def fleet_overview() -> dashboard.Dashboard:
             ).thresholds(thresholds((None, GREEN), (RTT_WARNING, ORANGE)))
         )
         .with_panel(
-            table_of(
-                "Unreachable probes",
-                "Probes that got no reply or lost every packet.",
-                query(
-                    f"aliyun_vpn_probe_reachable{{{GATEWAYS}}} == 0",
-                    PROBE_LEGEND,
-                    instant=True,
-                    table_format=True,
-                ),
-                width=24,
-            ).with_transformation(
-                organize(
-                    excludeByName=HIDDEN_COLUMNS,
-                    indexByName=column_order(
-                        "target",
-                        "region_id",
-                        "vpn_gateway_id",
-                        "vpn_connection_id",
-                        "item",
-                        "source_ip",
-                        "target_ip",
+            linked_to_detail(
+                table_of(
+                    "Unreachable probes",
+                    "Probes that got no reply or lost every packet.",
+                    query(
+                        f"aliyun_vpn_probe_reachable{{{GATEWAYS}}} == 0",
+                        PROBE_LEGEND,
+                        instant=True,
+                        table_format=True,
                     ),
+                    width=24,
+                ).with_transformation(
+                    organize(
+                        excludeByName=HIDDEN_COLUMNS,
+                        indexByName=column_order(
+                            "target",
+                            "region_id",
+                            "vpn_gateway_id",
+                            "vpn_connection_id",
+                            "item",
+                            "source_ip",
+                            "target_ip",
+                        ),
+                    )
                 )
+            )
+        )
+        .with_row(dashboard.Row("Connections and tunnels"))
+        .with_panel(
+            single_stat(
+                "Connections by IPsec status",
+                "Every connection counted once, by its IPsec negotiation status "
+                "(DescribeVpnConnections).",
+                query(
+                    f"count by (status) (aliyun_vpn_connection_ipsec_status{{{GATEWAYS}}} == 1)",
+                    "{{status}}",
+                    instant=True,
+                ),
+                width=6,
+                height=8,
+            )
+            .thresholds(thresholds((None, RED)))
+            .override_by_name(ESTABLISHED, [fixed_color(GREEN)])
+        )
+        .with_panel(linked_to_detail(connections_table("Connections", width=18, height=8)))
+        .with_panel(
+            timeline(
+                "Connection IPsec SA",
+                "Whether each connection's IPsec SA is established, over time.",
+                ESTABLISHED_MAPPINGS,
+                query(
+                    f'aliyun_vpn_connection_ipsec_status{{status="{ESTABLISHED}", {GATEWAYS}}}',
+                    CONNECTION_LEGEND,
+                ),
+                height=8,
             )
         )
     )
 
 
 def gateway_detail() -> dashboard.Dashboard:
-    return (
+    board = (
         base(
             "aliyun-vpn-gateway",
             "Aliyun VPN / Gateway detail",
-            "A VPN gateway's diagnoses over time: probes per connection, quotas, "
-            "diagnosis age and polls. Pick one gateway.",
+            "A VPN gateway's connections, tunnels and diagnoses over time: probes per "
+            "connection, quotas, diagnosis age and polls. Shows one gateway at a time.",
+            single_gateway=True,
         )
         .with_row(dashboard.Row("Gateway"))
         .with_panel(
@@ -590,7 +851,28 @@ def gateway_detail() -> dashboard.Dashboard:
                 ),
             ).mappings(YES_NO_MAPPINGS)
         )
-        .with_row(dashboard.Row("Connectivity probes"))
+        .with_panel(
+            single_stat(
+                "Diagnosis",
+                NO_DIAGNOSIS_HELP,
+                query(
+                    f"aliyun_vpn_diagnose_available{{{GATEWAYS}}}",
+                    "{{vpn_gateway_id}}",
+                    instant=True,
+                ),
+                width=24,
+                height=3,
+            )
+            .mappings(DIAGNOSIS_MAPPINGS)
+            .text_mode(BigValueTextMode.VALUE)
+        )
+        .with_row(dashboard.Row("Connections and tunnels"))
+        .with_panel(connections_table("Connections", width=24, height=5))
+    )
+    for panel in connection_timelines():
+        board = board.with_panel(panel)
+    return (
+        board.with_row(dashboard.Row("Connectivity probes"))
         .with_panel(
             dashed(
                 ts(
@@ -775,6 +1057,85 @@ def exporter_health() -> dashboard.Dashboard:
             )
             .unit("s")
         )
+        .with_panel(
+            single_stat(
+                "Credentials",
+                "Whether each credentials profile resolved, and the cloud accepted it, the "
+                "last time it was needed (AliyunVpnCredentialsFailing).",
+                query(f"aliyun_vpn_credentials_success{{{JOB}}}", "{{profile}}", instant=True),
+                width=8,
+            ).mappings(SUCCESS_MAPPINGS)
+        )
+        .with_panel(
+            single_stat(
+                "Last config reload",
+                "Whether the last reload (SIGHUP or POST /-/reload) was applied; when it was "
+                "refused the previous configuration keeps running (AliyunVpnConfigReloadFailed).",
+                query(
+                    f"aliyun_vpn_config_last_reload_successful{{{JOB}}}",
+                    "{{instance}}",
+                    instant=True,
+                ),
+                width=8,
+            ).mappings(SUCCESS_MAPPINGS)
+        )
+        .with_panel(
+            single_stat(
+                "Configuration age",
+                "Time since the running configuration was loaded, at start or by a reload.",
+                query(
+                    f"time() - aliyun_vpn_config_last_reload_success_timestamp_seconds{{{JOB}}}",
+                    "{{instance}}",
+                    instant=True,
+                ),
+                width=8,
+            )
+            .unit("s")
+            .color_mode(BigValueColorMode.NONE)
+        )
+        .with_row(dashboard.Row("Targets and listings"))
+        .with_panel(
+            ts(
+                "Gateways per target",
+                "Gateways each target polls, listed and discovered (this shard's share); "
+                "AliyunVpnTargetNoGateways fires at 0.",
+                "short",
+                query(f"aliyun_vpn_target_gateways{{{JOB}}}", "{{target}}"),
+            ).span(8)
+        )
+        .with_panel(
+            timeline(
+                "Listings",
+                "Whether each target's last DescribeVpnGateways and DescribeVpnConnections "
+                "refresh succeeded (AliyunVpnListingFailing).",
+                POLL_MAPPINGS,
+                query(f"aliyun_vpn_listing_success{{{JOB}}}", "{{target}} {{action}}"),
+                width=8,
+                height=8,
+            )
+        )
+        .with_panel(
+            ts(
+                "Time since last listing",
+                "Age of each target's last successful refresh by action.",
+                "s",
+                query(
+                    f"time() - aliyun_vpn_listing_last_success_timestamp_seconds{{{JOB}}}",
+                    "{{target}} {{action}}",
+                ),
+            ).span(8)
+        )
+        .with_panel(
+            ts(
+                "Host clock offset from the API",
+                "Host clock minus the API's Date header, last measured (positive: the host is "
+                "ahead). Requests signed more than 15 minutes off are refused.",
+                "s",
+                query(f"aliyun_vpn_clock_offset_seconds{{{JOB}}}", "{{instance}}"),
+            )
+            .min(None)
+            .span(8)
+        )
         .with_row(dashboard.Row("Polls"))
         .with_panel(
             statetimeline.Panel()
@@ -808,9 +1169,26 @@ def exporter_health() -> dashboard.Dashboard:
             ts(
                 "API failures by code",
                 "Failed requests per second by action and the cloud's error Code "
-                "(or Timeout, NetworkError, InvalidResponse, other).",
+                "(or Timeout, NetworkError, InvalidResponse, other). Leaves out "
+                f"{NO_DIAGNOSIS_YET}, the normal answer for a gateway never diagnosed "
+                "(see No diagnosis yet).",
                 "reqps",
-                query(f"sum by (action, code) ({rate(failures, JOB)})", "{{action}} {{code}}"),
+                query(
+                    f"sum by (action, code) ({rate(failures, REAL_FAILURES)})",
+                    "{{action}} {{code}}",
+                ),
+            )
+        )
+        .with_panel(
+            ts(
+                "No diagnosis yet",
+                f"{NO_DIAGNOSIS_YET} answers per second: not a failure, the gateway has "
+                "never been diagnosed. Its diagnosis panels stay empty until one runs.",
+                "reqps",
+                query(
+                    f"sum by (action, code) ({rate(failures, NO_DIAGNOSIS_ANSWERS)})",
+                    "{{action}} {{code}}",
+                ),
             )
         )
         .with_panel(
@@ -859,9 +1237,11 @@ def exporter_health() -> dashboard.Dashboard:
         .with_panel(
             table_of(
                 "API failures in the time range",
-                "Failed requests by action and code over the dashboard's time range.",
+                "Failed requests by action and code over the dashboard's time range "
+                f"({NO_DIAGNOSIS_YET} left out).",
                 query(
-                    f"sort_desc(sum by (action, code) (increase({failures}{{{JOB}}}[$__range])))",
+                    "sort_desc(sum by (action, code) ("
+                    f"increase({failures}{{{REAL_FAILURES}}}[$__range])))",
                     "{{action}} {{code}}",
                     instant=True,
                     table_format=True,
@@ -882,12 +1262,41 @@ DASHBOARDS = {
     "aliyun-vpn-exporter.json": exporter_health,
 }
 
+GATEWAY_ALERTS = f'ALERTS{{alertstate="firing", {GATEWAYS}}}'
+ALERT_ANNOTATIONS = {
+    "aliyun-vpn-fleet": GATEWAY_ALERTS,
+    "aliyun-vpn-gateway": GATEWAY_ALERTS,
+    "aliyun-vpn-exporter": f'ALERTS{{alertstate="firing", {JOB}}}',
+}
+"""Firing alerts drawn on every time series panel (gateway alerts filtered by the region and
+gateway variables; `=~".*"` also matches alerts without the label)."""
+
+
+def alerts_annotation(expr: str) -> dict[str, Any]:
+    """A Prometheus annotation query (the SDK has no builder for titleFormat and the rest:
+    Grafana stores them beside the generic keys)."""
+    return {
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "enable": True,
+        "expr": expr,
+        "iconColor": "red",
+        "name": "Firing alerts",
+        "step": "60s",
+        "tagKeys": "severity",
+        "titleFormat": "{{alertname}}",
+        "textFormat": "{{vpn_gateway_id}} {{vpn_connection_id}} {{item}} {{target}}",
+        "useValueForTime": False,
+    }
+
+
 # Options the SDK writes on every variable but only interval variables have.
 _INTERVAL_ONLY = ("auto", "auto_count", "auto_min")
 
 
 def _tidy(board: dict[str, Any]) -> dict[str, Any]:
-    """Number the panels, and drop what the 11.6 dashboard schema does not have."""
+    """Number the panels, add the alert annotations, and drop what the 11.6 dashboard
+    schema does not have."""
+    board["annotations"] = {"list": [alerts_annotation(ALERT_ANNOTATIONS[board["uid"]])]}
     next_id = 1
     for panel in board.get("panels", []):
         panel["id"] = next_id

@@ -37,6 +37,10 @@ DEFAULT_VALUES: Mapping[str, str | Sequence[str]] = {
 }
 """The default job name of every example, and every region and gateway."""
 
+FIRST_VALUES: Mapping[str, str] = {"vpn_gateway_id": "vpn-hz1healthy"}
+"""What Grafana selects for a variable without "All" when nothing is chosen: its first
+value, sorted. For the demo fleet that is its first gateway (the end-to-end test checks)."""
+
 DEFAULT_MACROS: Mapping[str, str] = {
     "__rate_interval": "1m",
     "__interval": "15s",
@@ -102,6 +106,8 @@ def _regex_escape(value: str) -> str:
 
 def _format(variable: Mapping[str, Any], value: str | Sequence[str]) -> str:
     multi_or_all = bool(variable.get("multi") or variable.get("includeAll"))
+    if value == ALL and not variable.get("includeAll"):
+        value = FIRST_VALUES[variable["name"]]
     if value == ALL:
         all_value = variable.get("allValue")
         if all_value is None:
@@ -164,6 +170,30 @@ def panel_queries(
     return queries
 
 
+def annotation_queries(
+    paths: Iterable[Path] | None = None,
+    values: Mapping[str, str | Sequence[str]] | None = None,
+) -> list[PanelQuery]:
+    """The Prometheus annotation queries of the dashboards; the labels their title and text
+    name are the labels they are about (`{{alertname}}`)."""
+    queries = []
+    for path in dashboard_files() if paths is None else paths:
+        board = load(path)
+        for annotation in board.get("annotations", {}).get("list", []):
+            if "expr" not in annotation:
+                continue
+            queries.append(
+                PanelQuery(
+                    dashboard=board["uid"],
+                    panel=f"annotation {annotation['name']}",
+                    ref_id="",
+                    expr=substitute(annotation["expr"], board, values),
+                    required_labels=legend_labels(annotation.get("titleFormat", "")),
+                )
+            )
+    return queries
+
+
 _LABEL_VALUES = re.compile(r"^\s*label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w+)\)\s*$", re.S)
 
 
@@ -207,3 +237,39 @@ def problems(query: PanelQuery, result: Sequence[Mapping[str, Any]]) -> list[str
         if missing:
             found.append(f"series {labels} lacks {missing}: {query}")
     return found
+
+
+_HISTOGRAM_PART = re.compile(r"_(bucket|sum|count)$")
+README = REPO / "README.md"
+NOT_ON_A_DASHBOARD = "### Metrics not on a dashboard"
+
+
+def families(series_names: Iterable[str]) -> set[str]:
+    """Metric family names of exposed series names (a histogram's `_bucket`, `_sum` and
+    `_count` are one family; counters keep their `_total`)."""
+    names = set(series_names)
+    return {
+        base if (base := _HISTOGRAM_PART.sub("", name)) + "_bucket" in names else name
+        for name in names
+    }
+
+
+def not_on_a_dashboard(readme: Path = README) -> list[str]:
+    """The metric names (or `prefix_*` patterns) the README's "Metrics not on a dashboard"
+    section lists, each with the reason beside it."""
+    text = readme.read_text(encoding="utf-8")
+    section = text.split(NOT_ON_A_DASHBOARD, 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^[-|] *`([a-z_:*]+)`", section, re.M)
+
+
+def on_a_dashboard(family: str) -> bool:
+    """Whether a dashboard query selects the family, or the README says why none does."""
+    exprs = [q.expr for q in panel_queries()]
+    selected = any(
+        re.search(rf"(?<![\w:]){family}(_bucket|_sum|_count)?(?![\w:])", e) for e in exprs
+    )
+    listed = any(
+        family == name or (name.endswith("*") and family.startswith(name[:-1]))
+        for name in not_on_a_dashboard()
+    )
+    return selected or listed

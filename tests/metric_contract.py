@@ -51,6 +51,8 @@ GAUGES = frozenset(
         "aliyun_vpn_poll_last_launch_timestamp_seconds",
         "aliyun_vpn_diagnose_schedule_interval_seconds",
         "aliyun_vpn_diagnose_max_age_seconds",
+        "aliyun_vpn_config_last_reload_successful",
+        "aliyun_vpn_config_last_reload_success_timestamp_seconds",
     }
 )
 COUNTERS = frozenset(
@@ -91,6 +93,12 @@ PER_GATEWAY = frozenset(
         "aliyun_vpn_listing_last_success_timestamp_seconds",
         "aliyun_vpn_credentials_success",
         "aliyun_vpn_clock_offset_seconds",
+        "aliyun_vpn_config_last_reload_successful",
+        "aliyun_vpn_config_last_reload_success_timestamp_seconds",
+        "aliyun_vpn_target_info",
+        "aliyun_vpn_poll_last_launch_timestamp_seconds",
+        "aliyun_vpn_diagnose_schedule_interval_seconds",
+        "aliyun_vpn_diagnose_max_age_seconds",
     }
 )
 """Series that carry target, region_id and vpn_gateway_id."""

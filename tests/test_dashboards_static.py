@@ -26,17 +26,20 @@ import yaml
 from tests.dashboard_queries import (
     ALL,
     DASHBOARD_DIR,
+    FIRST_VALUES,
     PanelQuery,
+    annotation_queries,
     dashboard_files,
     iter_panels,
     legend_labels,
     load,
+    on_a_dashboard,
     panel_queries,
     problems,
     substitute,
     variable_queries,
 )
-from tests.metric_contract import HISTOGRAMS, PER_GATEWAY, SERIES, names_in
+from tests.metric_contract import COUNTERS, GAUGES, HISTOGRAMS, PER_GATEWAY, SERIES, names_in
 from tests.required_tools import PROMTOOL, REPO, module, tool
 
 GENERATOR = REPO / "grafana" / "generate.py"
@@ -108,7 +111,77 @@ def test_dashboard_has_the_datasource_job_region_and_gateway_variables(name: str
     for variable in variables[1:]:
         assert variable["type"] == "query"
         assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        if name == "aliyun-vpn-gateway.json" and variable["name"] == "vpn_gateway_id":
+            continue
         assert variable["includeAll"] and variable["multi"] and variable["allValue"] == ".*"
+
+
+def test_gateway_detail_shows_one_gateway_not_all() -> None:
+    (gateway,) = [
+        v
+        for v in DASHBOARDS["aliyun-vpn-gateway.json"]["templating"]["list"]
+        if v["name"] == "vpn_gateway_id"
+    ]
+    assert not gateway["multi"] and not gateway["includeAll"] and "allValue" not in gateway
+    assert not gateway.get("current"), "Grafana must pick the first gateway, not a fixed one"
+
+
+def _links(panel: dict[str, Any]) -> list[dict[str, str]]:
+    config = panel.get("fieldConfig", {})
+    links = list(config.get("defaults", {}).get("links", []))
+    for override in config.get("overrides", []):
+        for prop in override["properties"]:
+            if prop["id"] == "links" and override["matcher"] == {"id": "byRegexp", "options": ".*"}:
+                links += prop["value"]
+    return links
+
+
+def test_every_fleet_table_row_opens_its_gateway_in_the_detail_dashboard() -> None:
+    detail = DASHBOARDS["aliyun-vpn-gateway.json"]
+    detail_variables = {v["name"] for v in detail["templating"]["list"]}
+    tables = [p for p in iter_panels(DASHBOARDS["aliyun-vpn-fleet.json"]) if p["type"] == "table"]
+    assert len(tables) >= 4
+    for panel in tables:
+        (link,) = _links(panel)
+        path, _, query = link["url"].partition("?")
+        assert path.split("/")[2] == detail["uid"], panel["title"]
+        params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        assert params["var-vpn_gateway_id"] == "${__data.fields.vpn_gateway_id}"
+        assert {name[4:] for name in params if name.startswith("var-")} <= detail_variables
+        for target in panel["targets"]:  # so every row has the field the link reads
+            assert "vpn_gateway_id" in legend_labels(target["legendFormat"]), panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_time_series_carry_the_firing_alerts(name: str) -> None:
+    (annotation,) = DASHBOARDS[name]["annotations"]["list"]
+    assert annotation["enable"] and annotation["datasource"]["uid"] == "${datasource}"
+    assert annotation["expr"].startswith('ALERTS{alertstate="firing", job=~"$job"')
+    assert annotation["titleFormat"] == "{{alertname}}"
+
+
+def test_a_gateway_without_a_diagnosis_is_explained_where_its_data_would_be() -> None:
+    detail = list(iter_panels(DASHBOARDS["aliyun-vpn-gateway.json"]))
+    (panel,) = [p for p in detail if "aliyun_vpn_diagnose_available" in str(p.get("targets"))]
+    assert "InvalidVpnGatewayId.NotFound" in panel["description"]
+    assert "diagnose.enabled" in panel["description"]
+    texts = {m["text"] for mapping in panel["fieldConfig"]["defaults"]["mappings"]
+             for m in mapping["options"].values()}  # fmt: skip
+    assert any("InvalidVpnGatewayId.NotFound" in text for text in texts)
+
+
+def test_every_metric_of_the_contract_is_on_a_dashboard_or_the_readme_says_why() -> None:
+    missing = sorted(name for name in GAUGES | COUNTERS | HISTOGRAMS if not on_a_dashboard(name))
+    assert not missing, f"on no dashboard and not in the README's list: {missing}"
+
+
+def test_api_failures_by_code_leave_out_the_no_diagnosis_yet_answer() -> None:
+    health = list(iter_panels(DASHBOARDS["aliyun-vpn-exporter.json"]))
+    for title in ("API failures by code", "API failures in the time range"):
+        (panel,) = [p for p in health if p["title"] == title]
+        assert 'code!="InvalidVpnGatewayId.NotFound"' in panel["targets"][0]["expr"]
+    (answers,) = [p for p in health if p["title"] == "No diagnosis yet"]
+    assert 'code="InvalidVpnGatewayId.NotFound"' in answers["targets"][0]["expr"]
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
@@ -155,7 +228,9 @@ def test_query_names_in_its_legend_the_labels_it_is_about(query: PanelQuery) -> 
     names = names_in(query.expr)
     assert query.required_labels, "the legend must name the labels the result carries"
     if names & PER_GATEWAY and "by (action" not in query.expr:
-        assert "vpn_gateway_id" in query.required_labels or query.required_labels == ("level",)
+        # A fleet-wide count names the state it counts by instead.
+        counted = query.required_labels in (("level",), ("status",))
+        assert "vpn_gateway_id" in query.required_labels or counted
     if names & {"aliyun_vpn_api_requests_total", "aliyun_vpn_api_request_failures_total"}:
         assert "action" in query.required_labels
     grouping = re.search(r"\bby \(([^)]*)\)", query.expr)
@@ -177,12 +252,13 @@ def test_query_filters_by_the_dashboard_variables(query: PanelQuery) -> None:
         assert 'job=~"aliyun-vpn-exporter"' in selector
     for name in names_in(query.expr) & PER_GATEWAY:
         for selector in re.findall(rf"{name}\{{([^}}]*)\}}", query.expr):
-            assert 'region_id=~".*"' in selector and 'vpn_gateway_id=~".*"' in selector
+            chosen = ('vpn_gateway_id=~".*"', f'vpn_gateway_id=~"{FIRST_VALUES["vpn_gateway_id"]}"')
+            assert 'region_id=~".*"' in selector and any(c in selector for c in chosen)
 
 
 def test_every_query_parses_as_promql(tmp_path: Path) -> None:
     promtool = tool(*PROMTOOL)
-    queries = QUERIES + variable_queries()
+    queries = QUERIES + variable_queries() + annotation_queries()
     rules = {
         "groups": [
             {

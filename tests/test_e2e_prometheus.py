@@ -25,7 +25,15 @@ import pytest_asyncio
 import yaml
 
 from exporter.app import Exporter
-from tests.dashboard_queries import panel_queries, problems, variable_queries
+from tests.dashboard_queries import (
+    FIRST_VALUES,
+    annotation_queries,
+    families,
+    on_a_dashboard,
+    panel_queries,
+    problems,
+    variable_queries,
+)
 from tests.demo_harness import free_port, running_demo_exporter
 from tests.required_tools import ALERTMANAGER, REPO, tool
 
@@ -230,6 +238,45 @@ async def test_every_dashboard_query_returns_data_about_the_demo(stack: Stack) -
         demo_gateways_seen |= {s["metric"].get("vpn_gateway_id", "") for s in result}
     assert not failures, "\n".join(failures)
     assert {"vpn-hz1healthy", "vpn-hz2quota", "vpn-sg2lossy"} <= demo_gateways_seen
+
+
+async def test_gateway_detail_opens_on_the_first_gateway(stack: Stack) -> None:
+    (variable,) = [q for q in variable_queries() if q.dashboard == "aliyun-vpn-gateway"
+                   and q.panel == "$vpn_gateway_id"]  # fmt: skip
+    result = await stack.until(variable.expr)
+    first = min(series["metric"]["vpn_gateway_id"] for series in result)
+    assert first == FIRST_VALUES["vpn_gateway_id"]
+
+
+async def test_alert_annotations_show_a_firing_alert(stack: Stack) -> None:
+    await stack.until('ALERTS{alertstate="firing", vpn_gateway_id="vpn-hz2quota"}')
+    failures = []
+    for query in annotation_queries(values={"vpn_gateway_id": "vpn-hz2quota"}):
+        failures += problems(query, await stack.query(query.expr))
+    assert not failures, "\n".join(failures)
+
+
+async def test_api_failures_by_code_leave_out_no_diagnosis_yet(stack: Stack) -> None:
+    not_found = 'aliyun_vpn_api_request_failures_total{code="InvalidVpnGatewayId.NotFound"}'
+    await stack.until(not_found)
+    panels = {q.panel: q for q in panel_queries() if q.dashboard == "aliyun-vpn-exporter"}
+    by_code = await stack.until(panels["API failures by code"].expr)
+    assert {s["metric"]["code"] for s in by_code} == {"Throttling.User"}
+    answers = await stack.until(panels["No diagnosis yet"].expr)
+    assert {s["metric"]["code"] for s in answers} == {"InvalidVpnGatewayId.NotFound"}
+
+
+async def test_every_exported_family_is_on_a_dashboard_or_the_readme_says_why(
+    stack: Stack,
+) -> None:
+    await stack.until('up{job="aliyun-vpn-exporter"} == 1')
+    result = await stack.query('group by (__name__) ({job="aliyun-vpn-exporter"})')
+    exported = {series["metric"]["__name__"] for series in result}
+    exported -= {"up", "ALERTS", "ALERTS_FOR_STATE"}
+    exported = {name for name in exported if not name.startswith("scrape_")}
+    assert "aliyun_vpn_poll_success" in exported
+    missing = sorted(family for family in families(exported) if not on_a_dashboard(family))
+    assert not missing, f"on no dashboard and not in the README's list: {missing}"
 
 
 async def test_error_level_gateway_pages_with_labels_and_annotations(stack: Stack) -> None:
