@@ -311,11 +311,59 @@ def linked_to_detail(panel: table.Panel) -> table.Panel:
     return panel.override_by_regexp(".*", [DynamicConfigValue(id_val="links", value=[DETAIL_LINK])])
 
 
-def _status_as_label(metric: str, label: str) -> str:
+CONNECTION_KEY = "target, region_id, vpn_gateway_id, vpn_connection_id"
+TUNNEL_KEY = f"{CONNECTION_KEY}, tunnel_id"
+
+
+def _status_as_label(metric: str, label: str, key: str = CONNECTION_KEY) -> str:
     """The current value of a status series (gauge 1 with a `status` label) as `label`."""
     return (
-        f"max by (target, region_id, vpn_gateway_id, vpn_connection_id, {label}) (\n"
+        f"max by ({key}, {label}) (\n"
         f'  label_replace({metric}{{{GATEWAYS}}} == 1, "{label}", "$1", "status", "(.*)")\n)'
+    )
+
+
+def tunnels_table() -> table.Panel:
+    """Each tunnel of the dual-tunnel connections: role, state and IPsec status."""
+    legend = "{{vpn_gateway_id}} {{vpn_connection_id}} {{tunnel_id}}"
+    return (
+        table_of(
+            "Tunnels",
+            "The two tunnels of each dual-tunnel connection (DescribeVpnConnections "
+            "TunnelOptions): role, State and IPsec negotiation Status.",
+            query(
+                f"max by ({TUNNEL_KEY}, role) (aliyun_vpn_tunnel_info{{{GATEWAYS}}})",
+                f"{legend} {{{{role}}}}",
+                "A",
+                instant=True,
+                table_format=True,
+            ),
+            query(
+                f"max by ({TUNNEL_KEY}, state) (aliyun_vpn_tunnel_state{{{GATEWAYS}}})",
+                f"{legend} {{{{state}}}}",
+                "B",
+                instant=True,
+                table_format=True,
+            ),
+            query(
+                _status_as_label("aliyun_vpn_tunnel_ipsec_status", "ipsec", TUNNEL_KEY),
+                f"{legend} {{{{ipsec}}}}",
+                "C",
+                instant=True,
+                table_format=True,
+            ),
+            width=24,
+            height=5,
+        )
+        .with_transformation(DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            organize(
+                excludeByName={**HIDDEN_COLUMNS, **{f"Value #{ref}": True for ref in "ABC"}},
+                indexByName=column_order(
+                    "vpn_gateway_id", "vpn_connection_id", "tunnel_id", "role", "state", "ipsec"
+                ),
+            )
+        )
     )
 
 
@@ -364,6 +412,21 @@ def connections_table(title: str, *, width: int, height: int) -> table.Panel:
                 instant=True,
                 table_format=True,
             ),
+            query(
+                f"max by ({CONNECTION_KEY}, state) (aliyun_vpn_connection_state{{{GATEWAYS}}})",
+                f"{legend} {{{{state}}}}",
+                "E",
+                instant=True,
+                table_format=True,
+            ),
+            query(
+                f"max by ({CONNECTION_KEY}, name, attach_type) ("
+                f"aliyun_vpn_connection_info{{{GATEWAYS}}})",
+                f"{legend} {{{{name}}}}",
+                "F",
+                instant=True,
+                table_format=True,
+            ),
             width=width,
             height=height,
         )
@@ -372,13 +435,17 @@ def connections_table(title: str, *, width: int, height: int) -> table.Panel:
             organize(
                 excludeByName={
                     **HIDDEN_COLUMNS,
-                    "Value #A": True,
-                    "Value #B": True,
-                    "Value #C": True,
+                    **{f"Value #{ref}": True for ref in "ABCEF"},
                 },
                 renameByName={"Value #D": "tunnels up", "health_check": "health check"},
                 indexByName=column_order(
-                    "vpn_gateway_id", "vpn_connection_id", "ipsec", "bgp", "health_check"
+                    "vpn_gateway_id",
+                    "vpn_connection_id",
+                    "name",
+                    "state",
+                    "ipsec",
+                    "bgp",
+                    "health_check",
                 ),
             )
         )
@@ -812,6 +879,21 @@ def gateway_detail() -> dashboard.Dashboard:
         )
         .with_panel(
             single_stat(
+                "Diagnosis",
+                NO_DIAGNOSIS_HELP,
+                query(
+                    f"aliyun_vpn_diagnose_available{{{GATEWAYS}}}",
+                    "{{vpn_gateway_id}}",
+                    instant=True,
+                ),
+                width=24,
+                height=3,
+            )
+            .mappings(DIAGNOSIS_MAPPINGS)
+            .text_mode(BigValueTextMode.VALUE)
+        )
+        .with_panel(
+            single_stat(
                 "Last poll",
                 "Whether the exporter's last poll of the gateway succeeded.",
                 query(f"aliyun_vpn_poll_success{{{GATEWAYS}}}", "{{vpn_gateway_id}}", instant=True),
@@ -845,7 +927,8 @@ def gateway_detail() -> dashboard.Dashboard:
         .with_panel(
             single_stat(
                 "Config consistent",
-                "VcoConfigConsistency: does the connection's configuration match?",
+                "VcoConfigConsistency: does the connection's configuration match its peer's? "
+                "Unknown (no value) while the peer's configuration cannot be obtained.",
                 query(
                     f"aliyun_vpn_config_consistent{{{GATEWAYS}}}", CONNECTION_LEGEND, instant=True
                 ),
@@ -853,21 +936,43 @@ def gateway_detail() -> dashboard.Dashboard:
         )
         .with_panel(
             single_stat(
-                "Diagnosis",
-                NO_DIAGNOSIS_HELP,
+                "Peer configuration obtained",
+                "VcoConfigConsistency could read the peer's IPsec configuration (vcoLackConf "
+                "false); when not, consistency is unknown (AliyunVpnPeerConfigUnavailable).",
                 query(
-                    f"aliyun_vpn_diagnose_available{{{GATEWAYS}}}",
-                    "{{vpn_gateway_id}}",
+                    f"aliyun_vpn_config_peer_available{{{GATEWAYS}}}",
+                    CONNECTION_LEGEND,
                     instant=True,
                 ),
-                width=24,
-                height=3,
+            ).mappings(YES_NO_MAPPINGS)
+        )
+        .with_panel(
+            single_stat(
+                "Settings that differ",
+                "VcoConfigConsistency: IPsec settings that differ from the peer's, when the "
+                "payload lets them be counted.",
+                query(
+                    f"aliyun_vpn_config_diff_entries{{{GATEWAYS}}}", CONNECTION_LEGEND, instant=True
+                ),
             )
-            .mappings(DIAGNOSIS_MAPPINGS)
-            .text_mode(BigValueTextMode.VALUE)
+            .thresholds(thresholds((None, GREEN), (1, RED)))
+            .color_mode(BigValueColorMode.VALUE)
+        )
+        .with_panel(
+            single_stat(
+                "Route conflicts",
+                "RouteEntryConflict: conflicting routes, only when the payload carries a "
+                "countable list (its shape is undocumented: the item's level is what alerts).",
+                query(
+                    f"aliyun_vpn_route_conflicts{{{GATEWAYS}}}", "{{vpn_gateway_id}}", instant=True
+                ),
+            )
+            .thresholds(thresholds((None, GREEN), (1, RED)))
+            .color_mode(BigValueColorMode.VALUE)
         )
         .with_row(dashboard.Row("Connections and tunnels"))
         .with_panel(connections_table("Connections", width=24, height=5))
+        .with_panel(tunnels_table())
     )
     for panel in connection_timelines():
         board = board.with_panel(panel)
@@ -951,6 +1056,18 @@ def gateway_detail() -> dashboard.Dashboard:
                 ),
                 (None, GREEN),
                 (DIAGNOSE_MAX_AGE, RED),
+            )
+        )
+        .with_panel(
+            ts(
+                "Diagnosis run time",
+                "FinishTime - BeginTime of the diagnosis whose items are shown.",
+                "s",
+                query(
+                    f"aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}}\n"
+                    f"- aliyun_vpn_diagnose_begin_timestamp_seconds{{{GATEWAYS}}}",
+                    CONNECTION_LEGEND,
+                ),
             )
         )
         .with_panel(
@@ -1092,6 +1209,28 @@ def exporter_health() -> dashboard.Dashboard:
             )
             .unit("s")
             .color_mode(BigValueColorMode.NONE)
+        )
+        .with_panel(
+            dashed(
+                ts(
+                    "Event loop lag",
+                    "How late the exporter's event loop wakes a probe that asks to run on "
+                    "time: one asyncio loop serves scrapes, polls and the status page, so a "
+                    "long stall delays all three.",
+                    "s",
+                    *(
+                        query(
+                            f"histogram_quantile({quantile}, sum by (instance, le) ("
+                            f"{rate('aliyun_vpn_event_loop_lag_seconds_bucket', JOB)}))",
+                            f"p{round(quantile * 100)} {{{{instance}}}}",
+                            ref_id,
+                        )
+                        for quantile, ref_id in ((0.5, "A"), (0.99, "B"))
+                    ),
+                ),
+                (None, GREEN),
+                (0.05, ORANGE),
+            )
         )
         .with_row(dashboard.Row("Targets and listings"))
         .with_panel(

@@ -248,10 +248,17 @@ def families(series_names: Iterable[str]) -> set[str]:
     """Metric family names of exposed series names (a histogram's `_bucket`, `_sum` and
     `_count` are one family; counters keep their `_total`)."""
     names = set(series_names)
+    # prometheus_client's `_created` series belong to their counter or histogram.
+    names = {n for n in names if not (n.endswith("_created") and _created_of(n, names))}
     return {
         base if (base := _HISTOGRAM_PART.sub("", name)) + "_bucket" in names else name
         for name in names
     }
+
+
+def _created_of(name: str, names: set[str]) -> bool:
+    base = name.removesuffix("_created")
+    return f"{base}_total" in names or f"{base}_bucket" in names
 
 
 def not_on_a_dashboard(readme: Path = README) -> list[str]:
