@@ -886,11 +886,23 @@ def gateway_detail() -> dashboard.Dashboard:
                     "{{vpn_gateway_id}}",
                     instant=True,
                 ),
-                width=24,
+                width=18,
                 height=3,
             )
             .mappings(DIAGNOSIS_MAPPINGS)
             .text_mode(BigValueTextMode.VALUE)
+        )
+        .with_panel(
+            single_stat(
+                "Gateway found",
+                "Whether the API knows the gateway: no after InvalidVpnGatewayInstanceId.NotFound "
+                "for a configured gateway (a key of another account, or a gateway deleted "
+                "without updating the config; AliyunVpnGatewayNotFound).",
+                query(
+                    f"aliyun_vpn_gateway_found{{{GATEWAYS}}}", "{{vpn_gateway_id}}", instant=True
+                ),
+                height=3,
+            ).mappings(YES_NO_MAPPINGS)
         )
         .with_panel(
             single_stat(
@@ -1145,9 +1157,11 @@ def exporter_health() -> dashboard.Dashboard:
         )
         .with_panel(
             table_of(
-                "Poll intervals",
-                "Configured and effective poll interval of each target: the effective one is "
-                "longer when the API budget cannot poll every gateway in time.",
+                "Targets",
+                "Each target's credentials profile and region, and its configured and "
+                "effective poll interval: the effective one is the longest time between a "
+                "gateway's poll launches over the last cycle, longer when the API budget "
+                "cannot poll every gateway in time.",
                 query(
                     f"aliyun_vpn_poll_interval_seconds{{{JOB}}}",
                     "{{target}}",
@@ -1162,14 +1176,22 @@ def exporter_health() -> dashboard.Dashboard:
                     instant=True,
                     table_format=True,
                 ),
+                query(
+                    f"aliyun_vpn_target_info{{{JOB}}}",
+                    "{{target}} {{profile}} {{region_id}}",
+                    "C",
+                    instant=True,
+                    table_format=True,
+                ),
                 width=8,
                 height=4,
             )
             .with_transformation(DataTransformerConfig(id_val="merge", options={}))
             .with_transformation(
                 organize(
-                    excludeByName={"Time": True, "__name__": True},
+                    excludeByName={"Time": True, "__name__": True, "job": True, "Value #C": True},
                     renameByName={"Value #A": "configured", "Value #B": "effective"},
+                    indexByName=column_order("target", "profile", "region_id"),
                 )
             )
             .unit("s")
@@ -1293,6 +1315,18 @@ def exporter_health() -> dashboard.Dashboard:
                 "How long each gateway's last poll took, retries included.",
                 "s",
                 query(f"aliyun_vpn_poll_duration_seconds{{{GATEWAYS}}}", "{{vpn_gateway_id}}"),
+            )
+        )
+        .with_panel(
+            ts(
+                "Time since the last poll launch",
+                "Per target: how long ago its scheduler last launched a poll. It grows past "
+                "the poll pace only when the scheduler stalls (AliyunVpnSchedulerStalled).",
+                "s",
+                query(
+                    f"time() - aliyun_vpn_poll_last_launch_timestamp_seconds{{{JOB}}}",
+                    "{{target}}",
+                ),
             )
         )
         .with_row(dashboard.Row("Alibaba Cloud API"))
