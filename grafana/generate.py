@@ -1254,6 +1254,48 @@ def exporter_health() -> dashboard.Dashboard:
                 (0.05, ORANGE),
             )
         )
+        .with_row(dashboard.Row("Process"))
+        .with_panel(
+            ts(
+                "Memory",
+                "Resident and virtual memory of each exporter process (README: sizing).",
+                "bytes",
+                query(f"process_resident_memory_bytes{{{JOB}}}", "resident {{instance}}", "A"),
+                query(f"process_virtual_memory_bytes{{{JOB}}}", "virtual {{instance}}", "B"),
+            ).span(8)
+        )
+        .with_panel(
+            ts(
+                "CPU",
+                "CPU time per second of each exporter process (1 = one core busy).",
+                "percentunit",
+                query(
+                    f"rate(process_cpu_seconds_total{{{JOB}}}[$__rate_interval])", "{{instance}}"
+                ),
+            ).span(8)
+        )
+        .with_panel(
+            ts(
+                "File descriptors",
+                "Open file descriptors (connections, sockets, files) and the process limit.",
+                "short",
+                query(f"process_open_fds{{{JOB}}}", "open {{instance}}", "A"),
+                query(f"process_max_fds{{{JOB}}}", "limit {{instance}}", "B"),
+            ).span(8)
+        )
+        .with_panel(
+            single_stat(
+                "Uptime",
+                "Time since each exporter process started.",
+                query(
+                    f"time() - process_start_time_seconds{{{JOB}}}", "{{instance}}", instant=True
+                ),
+                width=24,
+                height=3,
+            )
+            .unit("s")
+            .color_mode(BigValueColorMode.NONE)
+        )
         .with_row(dashboard.Row("Targets and listings"))
         .with_panel(
             ts(
