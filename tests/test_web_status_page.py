@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from types import MappingProxyType
@@ -300,8 +301,19 @@ async def test_a_changed_record_shows_on_the_next_request() -> None:
     after = parse(await page({}))
     assert after.counts["polls-failing"] == 1
     assert "last poll failed" in after.text["vpn-a"]
+    assert "last ok never" in after.text["vpn-a"]
     del records[key]
     assert parse(await page({})).order == ["vpn-b"]
+
+
+async def test_a_gateway_the_api_does_not_know_is_an_error() -> None:
+    healthy = replace(record("vpn-a"), vpn_connections=())
+    lost = replace(healthy, found=False)
+    ok = parse(await StatusPage(lambda: {healthy.key: healthy})({}))
+    assert ok.states == {"vpn-a": "no-diagnosis"}
+    page = parse(await StatusPage(lambda: {lost.key: lost})({}))
+    assert page.states == {"vpn-a": "error"}
+    assert "gateway not found (InvalidVpnGatewayInstanceId.NotFound)" in page.text["vpn-a"]
 
 
 async def test_grafana_url_must_be_an_http_url() -> None:

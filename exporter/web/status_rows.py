@@ -116,6 +116,8 @@ def row_html(record: GatewayRecord, severity: Severity, grafana_url: str | None,
     poll_failed = poll is not None and not poll.success
     if poll_failed:
         problems.append("last poll failed")
+    if not record.found:
+        problems.append("gateway not found (InvalidVpnGatewayInstanceId.NotFound)")
     info = record.info
     if info is not None and info.status.lower() != ACTIVE:
         problems.append(f"gateway {info.status}")
@@ -135,6 +137,9 @@ def row_html(record: GatewayRecord, severity: Severity, grafana_url: str | None,
         diagnosed = _age(now, finished_at) + (" (running)" if record.running else "")
     outcome = "pending" if poll is None else ("ok" if poll.success else "failed")
     polled_at = poll.finished_at if poll is not None else None
+    last_ok = ""
+    if poll_failed:  # the data shown is as of the last success
+        last_ok = f"<br>last ok {_age(now, record.last_success_at)}"
     return (
         f'<tr class="{severity.css}" data-gateway="{escape(record.key.vpn_gateway_id)}" '
         f'data-state="{severity.css}">'
@@ -144,7 +149,7 @@ def row_html(record: GatewayRecord, severity: Severity, grafana_url: str | None,
         f'<td class="values">{_values_cell(shown)}</td>'
         f'<td class="when" title="{format_time(finished_at)}">{diagnosed}</td>'
         f'<td class="when poll-{outcome}" title="{format_time(polled_at)}">{outcome}<br>'
-        f'<span class="sub">{_age(now, polled_at) if polled_at else ""}</span></td>'
+        f'<span class="sub">{_age(now, polled_at) if polled_at else ""}{last_ok}</span></td>'
         + _error_cell(poll.error_code if poll else None, poll.error if poll else None, poll_failed)
         + "</tr>"
     )
@@ -202,7 +207,13 @@ def _severity(
     poll_failed: bool,
     counts: ConnectionCounts,
 ) -> Severity:
-    broken = poll_failed or counts.ipsec_down or counts.bgp_down or counts.health_check_failed
+    broken = (
+        poll_failed
+        or not record.found
+        or counts.ipsec_down
+        or counts.bgp_down
+        or counts.health_check_failed
+    )
     inactive = record.info is not None and record.info.status.lower() != ACTIVE
     if broken or inactive or Level.ERROR in levels.values():
         return Severity.ERROR
