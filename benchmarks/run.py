@@ -22,11 +22,11 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import bench_budget, bench_client, bench_footprint, bench_scrape
+from benchmarks import bench_budget, bench_client, bench_footprint, bench_scrape, bench_status
 from benchmarks.report import Section, all_passed, plain_table, results_markdown
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-NAMES = ("scrape", "client", "budget", "footprint")
+NAMES = ("scrape", "client", "budget", "footprint", "status")
 DEFAULT_GATEWAYS = 1_000
 
 
@@ -40,6 +40,7 @@ def full_plan(gateways: int) -> dict[str, Callable[[], list[Section]]]:
         "client": lambda: [bench_client.run(bench_client.ClientSettings())],
         "budget": lambda: [bench_budget.run(bench_budget.BudgetSettings())],
         "footprint": lambda: [bench_footprint.run(footprint)],
+        "status": lambda: [bench_status.run(bench_status.StatusSettings(gateways=gateways))],
     }
 
 
@@ -79,6 +80,7 @@ def quick_plan() -> dict[str, Callable[[], list[Section]]]:
         "client": lambda: [bench_client.run(client)],
         "budget": lambda: [bench_budget.run(budget)],
         "footprint": lambda: [bench_footprint.run(footprint)],
+        "status": lambda: [bench_status.run(bench_status.StatusSettings(gateways=200, runs=2))],
     }
 
 
@@ -87,6 +89,7 @@ TITLES = {
     "client": ("4. client cost",),
     "budget": ("5. budget adherence",),
     "footprint": ("6. footprint and first cycle",),
+    "status": ("7. status page",),
 }
 
 

@@ -21,6 +21,7 @@ The admin API's allow-lists and regions do follow the new configuration.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ class Reloader:
                 return self._failed(fields, f"cannot apply the configuration: {error}")
             if self._admin is not None:
                 self._admin.reconfigure(config)
+            if changed:
+                gc.unfreeze()  # what start-up froze may be garbage now (`exporter.run`)
             self._metrics.config_reload_success.set(1)
             self._metrics.config_reload_timestamp.set(self._clock.time())
             gateways = sum(len(plan.keys) for plan in exporter.scheduler.plans)

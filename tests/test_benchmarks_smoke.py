@@ -24,6 +24,7 @@ TITLES = (
     "4. client cost",
     "5. budget adherence",
     "6. footprint and first cycle",
+    "7. status page",
 )
 
 

@@ -15,7 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from exporter.cloud.paging import MAX_PAGE_SIZE, Lookup, Page, all_pages, envelope, lookup, text
+from exporter.cloud.paging import (
+    MAX_PAGE_SIZE,
+    Lookup,
+    Page,
+    all_pages,
+    envelope,
+    lookup,
+    text,
+    word,
+)
 from exporter.model.connection import Tunnel, VpnConnection
 
 ACTION = "DescribeVpnConnections"
@@ -50,9 +59,9 @@ def parse_connections(payload: Mapping[str, Any]) -> Page[VpnConnection]:
                 vpn_connection_id=connection_id,
                 vpn_gateway_id=gateway_id,
                 name=text(entry.get("Name")) or "",
-                state=text(entry.get("State")),
-                status=text(entry.get("Status")),
-                attach_type=text(entry.get("AttachType")),
+                state=word(entry.get("State")),
+                status=word(entry.get("Status")),
+                attach_type=word(entry.get("AttachType")),
                 transit_router_id=text(entry.get("TransitRouterId")),
                 bgp_status=_nested_status(entry.get("VpnBgpConfig")),
                 health_check_status=_health_check_status(entry.get("VcoHealthCheck")),
@@ -63,7 +72,7 @@ def parse_connections(payload: Mapping[str, Any]) -> Page[VpnConnection]:
 
 
 def _nested_status(value: object) -> str | None:
-    return text(value.get("Status")) if isinstance(value, Mapping) else None
+    return word(value.get("Status")) if isinstance(value, Mapping) else None
 
 
 def _health_check_status(value: object) -> str | None:
@@ -71,7 +80,7 @@ def _health_check_status(value: object) -> str | None:
         return None
     if str(value.get("Enable", "")).strip().lower() == "false":
         return None
-    return text(value.get("Status"))
+    return word(value.get("Status"))
 
 
 def _tunnels(value: object) -> tuple[Tunnel, ...]:
@@ -90,9 +99,9 @@ def _tunnels(value: object) -> tuple[Tunnel, ...]:
         tunnels.append(
             Tunnel(
                 tunnel_id=tunnel_id,
-                role=text(entry.get("Role")),
-                state=text(entry.get("State")),
-                status=text(entry.get("Status")),
+                role=word(entry.get("Role")),
+                state=word(entry.get("State")),
+                status=word(entry.get("Status")),
             )
         )
     return tuple(tunnels)

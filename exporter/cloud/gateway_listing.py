@@ -15,7 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from exporter.cloud.paging import MAX_PAGE_SIZE, Lookup, Page, all_pages, envelope, lookup, text
+from exporter.cloud.paging import (
+    MAX_PAGE_SIZE,
+    Lookup,
+    Page,
+    all_pages,
+    envelope,
+    lookup,
+    text,
+    word,
+)
 from exporter.config.model import DiscoverConfig
 from exporter.model.gateway import DiscoveredGateway
 
@@ -52,8 +61,8 @@ def parse_gateways(payload: Mapping[str, Any]) -> Page[DiscoveredGateway]:
                 vpn_gateway_id=gateway_id,
                 name=text(entry.get("Name")) or "",
                 vpc_id=text(entry.get("VpcId")) or "",
-                spec=text(entry.get("Spec")) or "",
-                status=text(entry.get("Status")) or "",
+                spec=word(entry.get("Spec")) or "",
+                status=word(entry.get("Status")) or "",
                 tags=_tags(entry.get("Tags")),
             )
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -159,6 +160,13 @@ def _count(value: object) -> int | None:
 
 MAX_LABEL_LENGTH = 256
 """Longer API strings are cut: a label value is not the place for a novel."""
+
+
+def word(value: object) -> str | None:
+    """`text` of a field with few distinct values (a state, a status, a spec), interned:
+    thousands of resources then share one string instead of holding a copy each."""
+    value = text(value)
+    return None if value is None else sys.intern(value)
 
 
 def text(value: object) -> str | None:

@@ -60,7 +60,7 @@ logging.getLogger("apscheduler.executors.default").addFilter(_NotCancelled())
 MISSING_GATEWAY_BACKOFF = 3600.0
 """A gateway that does not exist is retried hourly: it is a configuration problem."""
 SWEEP_INTERVAL = 1.0
-MAX_IN_FLIGHT = 256
+MAX_IN_FLIGHT = 64
 """Polls in flight at once, over all targets. A cycle waits for room before launching more:
 when results arrive faster than the event loop absorbs them (a first cycle at a raised
 budget, a loop busy serving scrapes), launches slow down instead of results piling up.

@@ -88,7 +88,12 @@ class _FileRef:
     line: int
 
 
-class _Loader(yaml.SafeLoader):
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""LibYAML's parser when PyYAML was built with it: a config listing 10,000 gateways parses
+in some 0.1 s instead of 1 s (the constructor, where the checks below live, is the same)."""
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
     """Safe YAML with `!env` and `!file`, noting every duplicate key (PyYAML would keep the
     last one silently) so that all of them are reported at once."""
 
@@ -117,7 +122,8 @@ class _Loader(yaml.SafeLoader):
                     )
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _tag_constructor(

@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,6 +170,7 @@ def parse_diagnosis(payload: Mapping[str, Any]) -> Diagnosis:
         if name in seen:
             raise shape_error(f"DiagnoseResult lists {name} more than once")
         seen.add(name)
+        name = sys.intern(name)  # a few item names, shared by every gateway's records
         read = read_description(name, entry.get("DiagnoseResultDescription"))
         raw_level = entry.get("DiagnoseResultLevel")
         level = _level(raw_level)
@@ -307,7 +309,7 @@ def _read_quota(item: str, value: object, notes: _Notes) -> Reading:
     notes.unknown_keys(fields, DOCUMENTED_KEYS[item])
     raw_name = fields.get("quotaName")
     if isinstance(raw_name, str) and raw_name.strip():
-        quota_name = raw_name.strip()
+        quota_name = sys.intern(raw_name.strip())
     else:  # missing or blank: the item names the quota well enough, so no problem
         quota_name = item
         if raw_name is not None and not isinstance(raw_name, str):

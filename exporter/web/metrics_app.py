@@ -9,6 +9,7 @@ the text is kept for the rare uncompressed scrape.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from prometheus_client import exposition as text_format
@@ -180,8 +181,9 @@ async def _send_all(
     chunks: Iterator[bytes],
     extra_headers: list[tuple[bytes, bytes]],
 ) -> None:
-    """Send a response whose body is `chunks` (each sent as it is: cached segments and
-    inflated pieces of up to `PLAIN_PIECE` bytes are never joined into new buffers)."""
+    """Send a response whose body is `chunks`, yielding to the event loop after each one:
+    inflating a plain body of 100 MB takes some 100 ms of CPU, which polls and other
+    scrapes must not wait for in one go."""
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(length).encode()),
@@ -190,6 +192,7 @@ async def _send_all(
     await send({"type": "http.response.start", "status": status, "headers": headers})
     for chunk in chunks:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await asyncio.sleep(0)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
