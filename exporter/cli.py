@@ -38,6 +38,11 @@ SUBCOMMANDS = (
         "exporter.simulator.cli",
     ),
     Subcommand(
+        "capture",
+        "fetch the latest diagnosis of gateways once, redacted, to report an API shape",
+        "exporter.capture.command",
+    ),
+    Subcommand(
         "healthcheck",
         "exit 0 if a running exporter's health listener says it is alive (--ready: ready)",
         "exporter.web.healthcheck",
