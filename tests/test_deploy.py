@@ -496,8 +496,6 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
 def test_prometheusrule_carries_exactly_the_rules_file() -> None:
     rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
     assert _manifest("PrometheusRule")["spec"] == {"groups": rules["groups"]}
-    result = _run(sys.executable, DEPLOY / "prometheus" / "sync_prometheusrule.py", "--check")
-    assert result.returncode == 0, result.stderr
 
 
 def test_kustomization_applies_every_manifest_but_the_secret_example() -> None:
