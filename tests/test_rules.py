@@ -6,6 +6,7 @@ fail under CI (tests/required_tools.py).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from typing import Any
@@ -17,12 +18,36 @@ from tests.metric_contract import SERIES, names_in
 from tests.required_tools import PROMTOOL, REPO, tool
 
 RULES = REPO / "deploy" / "prometheus" / "aliyun-vpn-exporter.rules.yml"
+GATEWAY_DASHBOARD = REPO / "grafana" / "dashboards" / "aliyun-vpn-gateway.json"
 RULE_TESTS = sorted((REPO / "deploy" / "prometheus" / "tests").glob("*.yml"))
 RUNBOOK = "https://github.com/aliyun-vpn-exporter/aliyun-vpn-exporter/blob/main/README.md"
 SEVERITIES = {"critical", "warning", "info"}
+# Alerts on a state the exporter keeps while polls fail (latest-known series).
+LEVEL_ALERTS = (
+    "AliyunVpnDiagnoseItemError",
+    "AliyunVpnDiagnoseItemWarning",
+    "AliyunVpnQuotaUtilisationHigh",
+    "AliyunVpnQuotaUtilisationCritical",
+    "AliyunVpnProbeUnreachable",
+    "AliyunVpnProbePacketLossHigh",
+    "AliyunVpnProbeLatencyHigh",
+    "AliyunVpnConfigInconsistent",
+    "AliyunVpnPeerConfigUnavailable",
+    "AliyunVpnRouteConflict",
+    "AliyunVpnIpsecSaNotEstablished",
+    "AliyunVpnTunnelIpsecSaNotEstablished",
+    "AliyunVpnBgpNotEstablished",
+    "AliyunVpnHealthCheckFailed",
+    "AliyunVpnGatewayNotActive",
+    "AliyunVpnGatewayNotFound",
+    "AliyunVpnDataStale",
+    "AliyunVpnGatewayDataStale",
+    "AliyunVpnCredentialsFailing",
+)
 # Metrics read from the quick diagnosis: alerts on them fire only while it is recent.
 DIAGNOSIS_METRICS = re.compile(
-    r"aliyun_vpn_(diagnose_item_status|quota_|probe_|config_|route_conflicts)|aliyun_vpn:quota"
+    r"aliyun_vpn_(diagnose_item_status|quota_|probe_|config_(consistent|diff|peer)|route_conflicts)"
+    r"|aliyun_vpn:quota"
 )
 
 
@@ -104,10 +129,39 @@ def test_alert_follows_mixin_conventions(name: str) -> None:
     )
     assert rule["labels"]["severity"] in SEVERITIES
     annotations = rule["annotations"]
-    assert set(annotations) == {"summary", "description", "runbook_url"}
+    assert {"summary", "description", "runbook_url"} <= set(annotations)
+    assert set(annotations) <= {"summary", "description", "runbook_url", "dashboard_url"}
     assert annotations["runbook_url"] == f"{RUNBOOK}#alert-{name.lower()}"
-    assert annotations["summary"].endswith(".") and "{{" not in annotations["summary"]
+    assert annotations["summary"].endswith(".")
     assert rule.get("for"), "every alert waits before firing"
+
+
+@pytest.mark.parametrize("name", sorted(ALERTS))
+def test_gateway_alerts_name_the_gateway_and_link_its_dashboard(name: str) -> None:
+    rule = ALERTS[name]
+    if "vpn_gateway_id" not in rule["annotations"]["description"]:
+        return
+    summary = rule["annotations"]["summary"]
+    assert "{{ $labels.vpn_gateway_id }}" in summary and "$labels.gateway_name" in summary
+    assert "group_left (gateway_name) aliyun_vpn_gateway:name:info" in rule["expr"]
+    dashboard = rule["annotations"]["dashboard_url"]
+    uid = json.loads(GATEWAY_DASHBOARD.read_text(encoding="utf-8"))["uid"]
+    assert f"/d/{uid}?" in dashboard
+    assert "var-vpn_gateway_id={{ $labels.vpn_gateway_id }}" in dashboard
+
+
+def test_level_alerts_keep_firing_over_a_restart() -> None:
+    """Longer than AliyunVpnExporterDown waits, so a scrape gap never resolves them."""
+    down_for = _seconds(ALERTS["AliyunVpnExporterDown"]["for"])
+    for name in LEVEL_ALERTS:
+        assert _seconds(ALERTS[name]["keep_firing_for"]) > down_for, name
+    assert "keep_firing_for" not in ALERTS["AliyunVpnExporterDown"]
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, duration
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
 
 
 @pytest.mark.parametrize("name", sorted(ALERTS))
@@ -123,9 +177,12 @@ def test_stale_diagnosis_has_its_own_alert() -> None:
     )
 
 
-def test_diagnosis_age_limit_is_set_in_one_place() -> None:
+def test_diagnosis_age_limit_comes_from_the_exporter_not_a_constant() -> None:
+    recorded = {rule["record"]: rule["expr"] for rule in _rules("record")}
+    recent = recorded["aliyun_vpn_connection:diagnose_recent:bool"]
+    assert "aliyun_vpn_diagnose_max_age_seconds" in recent
     exprs = [rule["expr"] for rule in _rules("record") + _rules("alert")]
-    assert sum("10800" in expr for expr in exprs) == 1
+    assert not [e for e in exprs if re.search(r"\b(10800|86400|3600)\b", e)]
 
 
 def test_throttling_alert_counts_throttling_codes_of_the_failure_counter() -> None:
