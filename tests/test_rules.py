@@ -229,3 +229,20 @@ def test_readme_has_a_runbook_section_per_alert() -> None:
         if rule["annotations"]["runbook_url"].split("#", 1)[1] not in _github_anchors(readme)
     )
     assert not missing, f"README.md has no section for: {missing} (headings 'Alert: <name>')"
+
+
+def _readme_alert_table() -> dict[str, list[str]]:
+    """The README's alert table: alert name -> its cells (severity, for, threshold, why)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| \[(AliyunVpn\w+)\]\(#alert-\w+\) \|(.*)\|$", readme, flags=re.M)
+    return {name: [cell.strip() for cell in cells.split(" | ")] for name, cells in rows}
+
+
+def test_readme_alert_table_lists_every_alert_with_its_severity_and_for() -> None:
+    table = _readme_alert_table()
+    assert set(table) == set(ALERTS)
+    for name, (severity, duration, *_rest) in table.items():
+        rule = ALERTS[name]
+        assert severity == rule["labels"]["severity"], name
+        assert duration.split(",")[0] == rule["for"], name
+        assert ("kept" in duration) == ("keep_firing_for" in rule), name
