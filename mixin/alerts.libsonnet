@@ -23,12 +23,17 @@ local alert(c, name, severity, forKey, expr, summary, description, labels={}, ke
 
 // `expr` with the gateway's name as the label gateway_name where aliyun_vpn_gateway_info
 // gives one, and unchanged where it does not (a join alone would drop the alert).
-local named(c, expr) = |||
-  (
-  %s) * on (%s) group_left (gateway_name) aliyun_vpn_gateway:name:info
-  or on (%s) (
-  %s)
-||| % [std.lines([std.rstripChars(expr, '\n')]), c.gatewayLabels, c.gatewayLabels, std.lines([std.rstripChars(expr, '\n')])];
+local named(c, expr) =
+  local body = std.lines([std.rstripChars(expr, '\n')]);
+  |||
+    (
+    %s)
+    * on (%s)
+    group_left (gateway_name) aliyun_vpn_gateway:name:info
+    or on (%s)
+    (
+    %s)
+  ||| % [body, c.gatewayLabels, c.gatewayLabels, body];
 
 // A level alert about one connection (or gateway): named, kept firing over a scrape gap,
 // linked to the gateway dashboard.
@@ -70,13 +75,13 @@ local targetStale(c) = |||
         rules: [
           gatewayAlert(
             c, 'AliyunVpnDiagnoseItemError', 'critical', 'itemError',
-            recentConnection(c, 'aliyun_vpn_diagnose_item_status{level="error", item!~"%s"} == 1' % c.specificItems),
+            recentConnection(c, 'aliyun_vpn_diagnose_item_status{\n  level="error",\n  item!~"%s"\n} == 1' % c.specificItems),
             'Diagnosis item {{ $labels.item }} is at level error on ' + conn + '.',
             'The latest quick diagnosis of VPN gateway ' + gw + ' ({{ $labels.region_id }}, target {{ $labels.target }}) puts {{ $labels.item }} of connection {{ $labels.vpn_connection_id }} at level error. Items with their own alert (quotas, probes, config consistency, route conflicts) raise that alert instead.',
           ),
           gatewayAlert(
             c, 'AliyunVpnDiagnoseItemWarning', 'warning', 'itemWarning',
-            recentConnection(c, 'aliyun_vpn_diagnose_item_status{level="warning", item!~"%s"} == 1' % c.specificItems),
+            recentConnection(c, 'aliyun_vpn_diagnose_item_status{\n  level="warning",\n  item!~"%s"\n} == 1' % c.specificItems),
             'Diagnosis item {{ $labels.item }} is at level warning on ' + conn + '.',
             'The latest quick diagnosis of VPN gateway ' + gw + ' ({{ $labels.region_id }}, target {{ $labels.target }}) puts {{ $labels.item }} of connection {{ $labels.vpn_connection_id }} at level warning.',
           ),
@@ -176,7 +181,8 @@ local targetStale(c) = |||
                   max without (status) (
                     aliyun_vpn_connection_ipsec_status{status!="ipsec_sa_established"}
                   ) == 1
-                  unless on (%(connectionLabels)s) aliyun_vpn_tunnel_ipsec_status
+                  unless on (%(connectionLabels)s)
+                aliyun_vpn_tunnel_ipsec_status
                 )
                 or
                 max without (tunnel_id, status) (
@@ -219,7 +225,7 @@ local targetStale(c) = |||
           ),
           gatewayAlert(
             c, 'AliyunVpnGatewayNotActive', 'warning', 'gatewayNotActive',
-            'max by (%s, status) (aliyun_vpn_gateway_info{status!="active"})' % c.gatewayLabels,
+            'max by (%s, status) (\n  aliyun_vpn_gateway_info{status!="active"}\n)' % c.gatewayLabels,
             'VPN gateway ' + gw + ' is {{ $labels.status }}, not active.',
             'VPN gateway ' + gw + ' ({{ $labels.region_id }}) has had status {{ $labels.status }} (DescribeVpnGateways) for a while; a gateway stuck outside active does not serve its connections as configured.',
           ),

@@ -19,7 +19,7 @@
 
     // Items whose own alert says more than the generic level alert (quotas, probes, config
     // consistency, route conflicts): the generic AliyunVpnDiagnoseItem* alerts skip them.
-    specificItems: 'Vpn(Route|IPsec|PbrRoute)Quota|Vco(UserInternetIp|Private)Connectivity|VcoConfigConsistency|RouteEntryConflict',
+    specificItems: 'Vpn.*Quota|Vco.*Connectivity|VcoConfigConsistency|RouteEntryConflict',
     // Connection states in which its IPsec SA should be up (others are transitions).
     connectionUpStates: 'active|attached',
 

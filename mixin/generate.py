@@ -77,7 +77,7 @@ def _ordered(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dump(document: dict[str, Any]) -> str:
-    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=90, allow_unicode=True)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=80, allow_unicode=True)
 
 
 def render_rules(groups: dict[str, Any]) -> str:
