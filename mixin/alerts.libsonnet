@@ -1,10 +1,11 @@
-// Alerting rules. Every alert names its runbook in the README (#alert-<name in lower case>);
+// Alerting rules. Every alert names its runbook in the README (#alert-<name in lower case>)
+// and, but for the exporter's own absence, keeps firing over a scrape gap (keepFiringFor);
 // alerts about one gateway link its Grafana dashboard (dashboard_url) and carry its name
 // (gateway_name, from aliyun_vpn_gateway_info) when the exporter knows it.
 local gw = '{{ $labels.vpn_gateway_id }}{{ with $labels.gateway_name }} "{{ . }}"{{ end }}';
 local conn = 'connection {{ $labels.vpn_connection_id }} of VPN gateway ' + gw;
 
-local alert(c, name, severity, forKey, expr, summary, description, labels={}, keep=false, dashboard=false) = {
+local alert(c, name, severity, forKey, expr, summary, description, labels={}, keep=true, dashboard=false) = {
   alert: name,
   expr: expr,
   'for': c['for'][forKey],
@@ -35,10 +36,9 @@ local named(c, expr) =
     %s)
   ||| % [body, c.gatewayLabels, c.gatewayLabels, body];
 
-// A level alert about one connection (or gateway): named, kept firing over a scrape gap,
-// linked to the gateway dashboard.
+// An alert about one connection (or gateway): named and linked to the gateway dashboard.
 local gatewayAlert(c, name, severity, forKey, expr, summary, description, labels={}) =
-  alert(c, name, severity, forKey, named(c, expr), summary, description, labels, keep=true, dashboard=true);
+  alert(c, name, severity, forKey, named(c, expr), summary, description, labels, dashboard=true);
 
 // Alerts on diagnosis values fire only while the diagnosis is recent (the exporter's
 // aliyun_vpn_diagnose_max_age_seconds; older diagnoses raise AliyunVpnDiagnosisStale).
@@ -240,14 +240,13 @@ local targetStale(c) = |||
             targetStale(c),
             'No gateway of target {{ $labels.target }} has been polled successfully for {{ $value | humanizeDuration }}.',
             'Every gateway of target {{ $labels.target }} ({{ $labels.instance }}) has data older than %d poll periods (aliyun_vpn_poll_effective_interval_seconds): the freshest is {{ $value | humanizeDuration }} old. Its series keep their last values, so its alerts neither fire nor resolve on news. AliyunVpnPollFailing and the log say why.' % c.staleIntervals,
-            keep=true,
           ),
           alert(
             c, 'AliyunVpnGatewayDataStale', 'warning', 'gatewayDataStale',
             named(c, '%s\nunless on (%s)\n(\n%s)' % [std.rstripChars(gatewayStale(c), '\n'), c.targetLabels, targetStale(c)]),
             'VPN gateway ' + gw + ' has not been polled successfully for {{ $value | humanizeDuration }}.',
             'The data of VPN gateway ' + gw + ' ({{ $labels.region_id }}, target {{ $labels.target }}) is {{ $value | humanizeDuration }} old, more than %d poll periods, while other gateways of the target are fresh. Its series keep their last values. AliyunVpnPollFailing and the log say why.' % c.staleIntervals,
-            keep=true, dashboard=true,
+            dashboard=true,
           ),
           alert(
             c, 'AliyunVpnCredentialsFailing', 'critical', 'credentialsFailing',
@@ -262,14 +261,13 @@ local targetStale(c) = |||
             |||,
             'Credentials profile {{ $labels.profile }} fails{{ with $labels.target }} for target {{ . }}{{ end }}.',
             'The credentials of profile {{ $labels.profile }} on {{ $labels.instance }} cannot be resolved or the cloud rejects them (SignatureDoesNotMatch, InvalidAccessKeyId, an expired STS token): nothing{{ with $labels.target }} of target {{ . }}{{ end }} is polled, and its data only grows old. The log names the error.',
-            keep=true,
           ),
           alert(
             c, 'AliyunVpnGatewayNotFound', 'critical', 'gatewayNotFound',
             named(c, 'aliyun_vpn_gateway_found == 0'),
             'Configured VPN gateway ' + gw + ' does not exist for the API.',
             'The API answers InvalidVpnGatewayInstanceId.NotFound for VPN gateway {{ $labels.vpn_gateway_id }} ({{ $labels.region_id }}), listed in the config of target {{ $labels.target }}: the credentials belong to another account, or the gateway was deleted. Its series keep their last values.',
-            keep=true, dashboard=true,
+            dashboard=true,
           ),
           alert(
             c, 'AliyunVpnTargetNoGateways', 'warning', 'targetNoGateways',
@@ -283,14 +281,13 @@ local targetStale(c) = |||
             named(c, 'aliyun_vpn_poll_success == 0'),
             'Polls of VPN gateway ' + gw + ' fail.',
             "Polls of VPN gateway " + gw + " ({{ $labels.region_id }}, target {{ $labels.target }}) have failed for a while; its series keep their last values and grow old. The exporter's log names the error.",
-            keep=true, dashboard=true,
+            dashboard=true,
           ),
           alert(
             c, 'AliyunVpnListingFailing', 'warning', 'listingFailing',
             'aliyun_vpn_listing_success == 0',
             '{{ $labels.action }} fails for target {{ $labels.target }}.',
             "{{ $labels.action }} has failed for target {{ $labels.target }} for a while: discovery keeps the gateways it found before, and connection status grows old. The exporter's log names the error.",
-            keep=true,
           ),
           alert(
             c, 'AliyunVpnPollIntervalStretched', 'info', 'pollIntervalStretched',
@@ -357,6 +354,7 @@ local targetStale(c) = |||
             'up{%s} == 0' % c.jobSelector,
             'Prometheus cannot scrape {{ $labels.instance }}.',
             '{{ $labels.instance }} of job {{ $labels.job }} is down; the gateways it polls are not monitored. Their alerts keep firing for %s and are muted meanwhile.' % c.keepFiringFor,
+            keep=false,
           ),
           alert(
             c, 'AliyunVpnExporterAbsent', 'critical', 'exporterAbsent',
@@ -365,6 +363,7 @@ local targetStale(c) = |||
             'Prometheus has no healthy target of job %s, so no VPN gateway alert can fire.' % c.jobName,
             // absent() of a comparison carries no labels: name the job for routing.
             { job: c.jobName },
+            keep=false,
           ),
         ],
       },

@@ -36,7 +36,7 @@
     clockSkewSeconds: 30,
     diagnosesFailedRatio: 0.5,
 
-    // Level alerts keep firing this long after their series disappear: longer than
+    // Alerts keep firing this long after their series disappear: longer than
     // AliyunVpnExporterDown's `for:`, so a restart's scrape gap never resolves them, and a
     // longer outage is muted by AliyunVpnExporterDown before they would resolve.
     keepFiringFor: '15m',
