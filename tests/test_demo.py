@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import zlib
@@ -13,6 +14,7 @@ import pytest_asyncio
 
 from exporter.app import Exporter
 from tests.demo_harness import running_demo_exporter
+from tests.exporter_rig import samples
 from tests.required_tools import PROMTOOL, tool
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -217,3 +219,81 @@ async def test_demo_exposition_passes_promtool_check_metrics(exporter: Exporter)
     )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stderr == b""
+
+
+async def test_each_demo_connection_tells_one_story(exporter: Exporter) -> None:
+    """The demo never contradicts itself (issue 11 point 8): a connection whose private
+    probe gets replies has its IPsec SA and both tunnels up, BGP and the health check
+    fine; one whose private probe gets none has them all down."""
+
+    def value(text: str, name: str, **labels: str) -> float | None:
+        found = [v for lbls, v in samples(text, name, **labels)]
+        return found[0] if found else None
+
+    text = ""
+    for _ in range(200):  # the connection listing runs beside the polls
+        text = (await scrape(exporter)).text
+        if len(samples(text, "aliyun_vpn_connection_health_check_status")) >= 6:
+            break
+        await asyncio.sleep(0.05)
+    stories = {}
+    for labels, _ in samples(text, "aliyun_vpn_probe_reachable", item="VcoPrivateConnectivity"):
+        connection = labels["vpn_connection_id"]
+        reachable = value(
+            text,
+            "aliyun_vpn_probe_reachable",
+            item="VcoPrivateConnectivity",
+            vpn_connection_id=connection,
+        )
+        up = [
+            value(
+                text,
+                "aliyun_vpn_connection_ipsec_status",
+                vpn_connection_id=connection,
+                status="ipsec_sa_established",
+            )
+            == 1,
+            all(
+                v == 1
+                for _, v in samples(
+                    text,
+                    "aliyun_vpn_tunnel_ipsec_status",
+                    vpn_connection_id=connection,
+                    status="ipsec_sa_established",
+                )
+            ),
+            value(
+                text,
+                "aliyun_vpn_connection_bgp_status",
+                vpn_connection_id=connection,
+                status="success",
+            )
+            == 1,
+            value(
+                text,
+                "aliyun_vpn_connection_health_check_status",
+                vpn_connection_id=connection,
+                status="success",
+            )
+            == 1,
+        ]
+        assert up == [reachable == 1] * 4, (connection, reachable, up)
+        stories[labels["vpn_gateway_id"]] = reachable == 1
+    assert stories == {
+        "vpn-hz1healthy": True,
+        "vpn-hz2quota": True,
+        "vpn-hz3unreachable": False,
+        "vpn-sg1inconsistent": False,
+        "vpn-sg2lossy": True,
+    }
+    # Two different causes: hz3's peer does not answer on the Internet, sg1's does.
+    public = "VcoUserInternetIpConnectivity"
+    assert (
+        value(text, "aliyun_vpn_probe_reachable", item=public, vpn_gateway_id="vpn-hz3unreachable")
+        == 0
+    )
+    assert (
+        value(text, "aliyun_vpn_probe_reachable", item=public, vpn_gateway_id="vpn-sg1inconsistent")
+        == 1
+    )
+    assert sample(text, "aliyun_vpn_config_consistent", vpn_gateway_id="vpn-sg1inconsistent") == 0

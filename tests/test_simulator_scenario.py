@@ -35,8 +35,14 @@ GET = "GetVpnGatewayDiagnoseResult"
 DEMO_LEVELS = {
     ("cn-hangzhou", "vpn-hz1healthy"): {},
     ("cn-hangzhou", "vpn-hz2quota"): {"VpnRouteQuota": "warning", "VpnIPsecQuota": "error"},
-    ("cn-hangzhou", "vpn-hz3unreachable"): {"VcoUserInternetIpConnectivity": "error"},
-    ("ap-southeast-1", "vpn-sg1inconsistent"): {"VcoConfigConsistency": "error"},
+    ("cn-hangzhou", "vpn-hz3unreachable"): {
+        "VcoUserInternetIpConnectivity": "error",
+        "VcoPrivateConnectivity": "error",
+    },
+    ("ap-southeast-1", "vpn-sg1inconsistent"): {
+        "VcoConfigConsistency": "error",
+        "VcoPrivateConnectivity": "error",
+    },
     ("ap-southeast-1", "vpn-sg2lossy"): {"VcoPrivateConnectivity": "warning"},
 }
 """Items that are not normal, per demo gateway (vpn-hz4nodiag has no diagnosis)."""

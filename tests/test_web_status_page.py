@@ -164,8 +164,8 @@ async def test_problems_come_first_with_a_summary_of_the_fleet(exporter: Exporte
         "polls-failing": 0,
         "ipsec-down": 2,
         "tunnels-down": 4,
-        "bgp-down": 0,
-        "health-check-failed": 1,
+        "bgp-down": 2,
+        "health-check-failed": 2,
     }
 
 
@@ -177,7 +177,7 @@ async def test_connection_and_tunnel_state_show_why_a_gateway_is_down(exporter: 
     assert "IKE SA not established" in page.text["vpn-hz3unreachable"]
     assert "health check failed" in page.text["vpn-hz3unreachable"]
     sg1 = [chip for chip in page.chips["vpn-sg1inconsistent"] if chip.get("data-tunnel")]
-    assert [chip["data-status"] for chip in sg1] == ["ipsec_sa_not_established"] * 2
+    assert [chip["data-status"] for chip in sg1] == ["ike_sa_not_established"] * 2
     assert all("bad" in chip["class"] for chip in sg1)
     healthy = page.chip("vpn-hz1healthy", ipsec="ipsec_sa_established")
     assert "ok" in healthy["class"].split()
