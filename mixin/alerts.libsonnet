@@ -347,7 +347,7 @@ local targetStale(c) = |||
             c, 'AliyunVpnDescriptionParseErrors', 'info', 'parseErrors',
             'rate(aliyun_vpn_description_parse_errors_total[15m]) > 0',
             '{{ $labels.instance }} cannot read the description of {{ $labels.item }}.',
-            "{{ $labels.instance }} keeps failing to read the description of {{ $labels.item }}; the API's payload may have changed. The exporter's log shows the payload.",
+            "{{ $labels.instance }} keeps failing to read the description of {{ $labels.item }}; the API's payload may have changed. Its log names the gateway, item and RequestId.",
           ),
           alert(
             c, 'AliyunVpnExporterDown', 'warning', 'exporterDown',

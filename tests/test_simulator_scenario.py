@@ -353,3 +353,17 @@ async def test_demo_healthy_gateway_writes_vco_lack_conf_as_false(served: Served
     found = readings(await latest(served, "cn-hangzhou", "vpn-hz1healthy"))
     assert found["VcoConfigConsistency"]["vcoLackConf"] is False
     assert found["VcoConfigConsistency"]["vcoDiffConf"] == []
+
+
+def test_the_readmes_scenario_example_is_a_scenario_the_simulator_serves(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Scenario files") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", 8)]
+    path = tmp_path / "scenario.yaml"
+    path.write_text(example, encoding="utf-8")
+    simulator = Simulator(load_scenario(path))
+    assert len(simulator.fleet) == 2 + 100, "the two listed gateways and the generated ones"
+    lab1 = simulator.fleet.gateway("vpn-lab1")
+    assert lab1 is not None and simulator.fleet.connection("vco-lab1") is not None
+    assert simulator.fleet.gateway("vpn-lab2") is not None
+    assert simulator.fleet.connection("vco-lab2") is not None, "one connection by default"
