@@ -413,6 +413,20 @@ def test_a_config_change_rolls_the_pods_onto_it(tmp_path: Path) -> None:
     assert _config_map_name(before) != _config_map_name(after)
 
 
+@pytest.mark.parametrize("path", [KUBERNETES / "deployment.yaml", SHARDED / "statefulset.yaml"])
+def test_the_state_file_is_on_a_writable_volume(path: Path) -> None:
+    """The root filesystem is read-only: the state file needs a volume of its own."""
+    config = yaml.safe_load((KUBERNETES / "config.yml").read_text(encoding="utf-8"))
+    state = Path(config["state"]["path"])
+    (doc,) = _yaml_documents(path)
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    (mount,) = [m for m in container["volumeMounts"] if state.parent == Path(m["mountPath"])]
+    assert not mount.get("readOnly", False)
+    volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes[mount["name"]] or "persistentVolumeClaim" in volumes[mount["name"]]
+
+
 # Grafana dashboards for the sidecar
 
 DASHBOARDS_KUSTOMIZATION = KUBERNETES / "dashboards"
