@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import __version__
 from exporter.web.listener import Limits
 from tests.required_tools import (
     AMTOOL,
@@ -477,8 +478,20 @@ def test_deployment_runs_one_restricted_non_root_container() -> None:
     assert context["privileged"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert not container["image"].endswith(":latest")
-    assert "/" not in container["image"].split(":")[0], "no published image: built locally"
+    name, tag = container["image"].split(":")
+    assert "/" not in name, "no image is published: the one built from deploy/Dockerfile"
+    assert tag == __version__, "the image built from this version"
     assert container["resources"]["limits"]["memory"]
+
+
+def test_every_image_tag_the_docs_build_or_use_is_this_version() -> None:
+    files = [REPO / "README.md", DOCKERFILE, *KUBERNETES.glob("*.yaml"), *SHARDED.glob("*.yaml")]
+    tags = {
+        tag
+        for path in files
+        for tag in re.findall(r"aliyun-vpn-exporter:(\d+\.\d+\.\d+)", path.read_text())
+    }
+    assert tags == {__version__}
 
 
 def test_deployment_probes_and_arguments() -> None:
