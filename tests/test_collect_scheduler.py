@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -353,3 +354,13 @@ async def test_sixty_gateways_at_5s_against_120_per_minute_keep_every_series() -
     assert vanished == []
     effective = gauge(scheduler, "aliyun_vpn_poll_effective_interval_seconds")
     assert effective is not None and effective >= 30.0
+
+
+async def test_stopping_twice_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    scheduler, _ = make(clock, RecordingSource(clock), gateways=1, interval=60.0)
+    scheduler.start()
+    await scheduler.stop()
+    await scheduler.stop()  # Exporter.stop after stop_polling does so
+    await asyncio.sleep(0.05)  # APScheduler's asyncio shutdown runs on a later loop turn
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -39,7 +39,9 @@ class MonitoredProvider:
     ) -> None:
         self._provider = provider
         self._targets = tuple(targets)
-        self._gauge = metrics.credentials_success.labels(provider.profile)
+        self._metrics = metrics
+        # No series until the profile is first used: a profile no target uses, or one not
+        # tried yet, must not read as failing.
         self._failure: str | None = None
         self._rejection: str | None = None
         self._ever_resolved = False
@@ -68,8 +70,11 @@ class MonitoredProvider:
                 )
             self._failure = None
             self._ever_resolved = True
-            self._gauge.set(0 if self._rejection else 1)
+            self._set(0 if self._rejection else 1)
         return credential
+
+    def _set(self, value: int) -> None:
+        self._metrics.credentials_success.labels(self.profile).set(value)
 
     def accepted(self) -> None:
         """A call got past the cloud's credential check."""
@@ -77,11 +82,11 @@ class MonitoredProvider:
             return
         self._rejection = None
         log.info("credentials accepted again", extra={"fields": {"profile": self.profile}})
-        self._gauge.set(0 if self._failure else 1)
+        self._set(0 if self._failure else 1)
 
     def rejected(self, reason: str) -> None:
         """The cloud refused the credentials; logged once per change of reason."""
-        self._gauge.set(0)
+        self._set(0)
         condition = _REQUEST_IDS.sub("<request id>", reason)
         if condition == self._rejection:
             return
@@ -99,7 +104,7 @@ class MonitoredProvider:
         )
 
     def _failed(self, reason: str, advice: str | None = None) -> None:
-        self._gauge.set(0)
+        self._set(0)
         condition = _REQUEST_IDS.sub("<request id>", reason)
         if condition == self._failure:
             return
