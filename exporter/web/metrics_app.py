@@ -109,6 +109,10 @@ SEND_BYTES = 256 * 1024
 per scrape on Linux, where a few large ones do not."""
 
 
+SEND_SLICE = 0.02
+"""Seconds a response may hold the event loop before it yields (see `_send_all`)."""
+
+
 class _GzipPieces:
     """The gzip member of a set of family segments, as pieces of at least `SEND_BYTES`
     (small segments joined, large ones as they are), kept until a segment changes: a
@@ -181,18 +185,23 @@ async def _send_all(
     chunks: Iterator[bytes],
     extra_headers: list[tuple[bytes, bytes]],
 ) -> None:
-    """Send a response whose body is `chunks`, yielding to the event loop after each one:
-    inflating a plain body of 100 MB takes some 100 ms of CPU, which polls and other
-    scrapes must not wait for in one go."""
+    """Send a response whose body is `chunks`, yielding to the event loop every
+    `SEND_SLICE` seconds of work: inflating a plain body of 100 MB takes some 100-200 ms
+    of CPU, which polls and other scrapes must not wait for in one go, while yielding
+    after every piece would let each pending poll result go first hundreds of times."""
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(length).encode()),
         *extra_headers,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
+    loop = asyncio.get_running_loop()
+    slice_end = loop.time() + SEND_SLICE
     for chunk in chunks:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await asyncio.sleep(0)
+        if loop.time() >= slice_end:
+            await asyncio.sleep(0)
+            slice_end = loop.time() + SEND_SLICE
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
