@@ -204,7 +204,9 @@ async def test_values_show_quota_use_rtt_loss_and_diagnosis_age(exporter: Export
     assert "InvalidVpnGatewayId.NotFound" in page.text["vpn-hz4nodiag"]
 
 
-async def test_page_is_self_contained_refreshes_itself_and_links_to_grafana(exporter: Exporter) -> None:
+async def test_page_is_self_contained_refreshes_itself_and_links_to_grafana(
+    exporter: Exporter,
+) -> None:
     async with httpx.AsyncClient() as client:
         html = (await client.get(url(exporter))).text
     assert not re.search(r"<script|<link|<img|<iframe|\bsrc=|@import|url\(", html, re.I)
