@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
+from operator import attrgetter
 from urllib.parse import urlencode
 
 from exporter import __version__
@@ -135,9 +136,7 @@ class FleetView:
 
 def build_view(rows: list[RowSummary]) -> FleetView:
     """Sort the summaries (worst first, then target, region, gateway) and count them."""
-    rows.sort(
-        key=lambda row: (row.severity, row.key.target, row.key.region_id, row.key.vpn_gateway_id)
-    )
+    rows.sort(key=attrgetter("order"))
     severities = [0] * len(Severity)
     totals = [0] * 6
     polls_failing = 0

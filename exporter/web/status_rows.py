@@ -85,6 +85,9 @@ class RowSummary:
 
     key: GatewayKey
     severity: Severity
+    order: tuple[int, str, str, str]
+    """Severity, target, region, ID: the page's order, kept so that sorting the fleet
+    allocates nothing per gateway."""
     search_text: str
     """Lower-case target, region, ID and name: what `?q=` matches."""
     poll_failed: bool
@@ -98,9 +101,11 @@ def summarize(record: GatewayRecord) -> RowSummary:
     poll_failed = record.last_poll is not None and not record.last_poll.success
     counts = _connection_counts(record.vpn_connections)
     name = record.info.name if record.info is not None else ""
+    severity = _severity(record, levels, poll_failed, counts)
     return RowSummary(
         key=key,
-        severity=_severity(record, levels, poll_failed, counts),
+        severity=severity,
+        order=(severity, key.target, key.region_id, key.vpn_gateway_id),
         search_text=f"{key.target} {key.region_id} {key.vpn_gateway_id} {name}".lower(),
         poll_failed=poll_failed,
         counts=counts,
