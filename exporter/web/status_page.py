@@ -299,7 +299,7 @@ def render_page(
 {_summary(view, query)}
 {search} {pages}
 <table id="gateways"><colgroup><col style="width:19%"><col style="width:19%">
-<col style="width:16%"><col style="width:17%"><col style="width:7%"><col style="width:7%">
+<col style="width:16%"><col style="width:16%"><col style="width:8%"><col style="width:7%">
 <col style="width:15%"></colgroup><thead><tr><th>gateway</th><th>connections and tunnels</th>
 <th>diagnosis items</th><th>quotas and probes</th><th>diagnosed</th><th>last poll</th>
 <th>last error</th></tr></thead>
