@@ -31,7 +31,7 @@ from exporter.simulator.simulator import Simulator
 log = logging.getLogger("exporter.simulator")
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9749"
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 
 
 def _parser() -> argparse.ArgumentParser:
