@@ -152,7 +152,6 @@ POLL_MAPPINGS: list[ValueMapping] = [
 QUOTA_WARNING, QUOTA_CRITICAL = 0.80, 0.95
 LOSS_WARNING = 0.05
 RTT_WARNING = 0.150
-DIAGNOSE_MAX_AGE = 3 * 3600
 
 
 NO_DIAGNOSIS_YET = "InvalidVpnGatewayId.NotFound"
@@ -704,19 +703,22 @@ def fleet_overview() -> dashboard.Dashboard:
         )
         .with_panel(
             bars(
-                "Diagnosis age",
-                "Time since each gateway's newest diagnosis finished. Item alerts stop after "
-                f"{DIAGNOSE_MAX_AGE // 3600}h (AliyunVpnDiagnosisStale fires instead).",
+                "Diagnosis age against its limit",
+                "Time since each gateway's newest diagnosis finished, as a share of its "
+                "target's aliyun_vpn_diagnose_max_age_seconds: at 100 % the diagnosis counts "
+                "as stale, item alerts stop and AliyunVpnDiagnosisStale fires instead.",
                 query(
-                    "sort_desc(\n  time() - max by (region_id, vpn_gateway_id) ("
-                    f"aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}} > 0)\n)",
+                    "sort_desc(\n  (time() - max by (target, region_id, vpn_gateway_id) ("
+                    f"aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}} > 0))\n"
+                    "  / on (target) group_left ()\n"
+                    f"  aliyun_vpn_diagnose_max_age_seconds{{{JOB}}}\n)",
                     "{{vpn_gateway_id}}",
                     instant=True,
                 ),
-                "s",
+                "percentunit",
                 width=12,
             )
-            .thresholds(thresholds((None, GREEN), (DIAGNOSE_MAX_AGE, RED)))
+            .thresholds(thresholds((None, GREEN), (0.75, ORANGE), (1, RED)))
             .height(8)
         )
         .with_row(dashboard.Row("Quotas and probes"))
@@ -922,8 +924,7 @@ def gateway_detail() -> dashboard.Dashboard:
                 ),
             )
             .unit("s")
-            .color_mode(BigValueColorMode.VALUE)
-            .thresholds(thresholds((None, GREEN), (DIAGNOSE_MAX_AGE, RED)))
+            .color_mode(BigValueColorMode.NONE)
         )
         .with_panel(
             single_stat(
@@ -1054,21 +1055,24 @@ def gateway_detail() -> dashboard.Dashboard:
         )
         .with_row(dashboard.Row("Diagnosis and polls"))
         .with_panel(
-            dashed(
-                ts(
-                    "Diagnosis age",
-                    "Time since each connection's latest diagnosis finished; item alerts stop "
-                    f"after {DIAGNOSE_MAX_AGE // 3600}h.",
-                    "s",
-                    query(
-                        "time() - "
-                        f"(aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}} > 0)",
-                        CONNECTION_LEGEND,
-                    ),
+            ts(
+                "Diagnosis age",
+                "Time since each connection's latest diagnosis finished, and the age limit of "
+                "the gateway's target (aliyun_vpn_diagnose_max_age_seconds): past it, item "
+                "alerts stop and AliyunVpnDiagnosisStale fires instead.",
+                "s",
+                query(
+                    f"time() - (aliyun_vpn_diagnose_finish_timestamp_seconds{{{GATEWAYS}}} > 0)",
+                    CONNECTION_LEGEND,
+                    "A",
                 ),
-                (None, GREEN),
-                (DIAGNOSE_MAX_AGE, RED),
-            )
+                query(
+                    f"0 * aliyun_vpn_poll_success{{{GATEWAYS}}}\n"
+                    f"+ on (target) group_left () aliyun_vpn_diagnose_max_age_seconds{{{JOB}}}",
+                    "limit {{vpn_gateway_id}}",
+                    "B",
+                ),
+            ).override_by_regexp("^limit .*", [fixed_color(RED)])
         )
         .with_panel(
             ts(
@@ -1158,10 +1162,10 @@ def exporter_health() -> dashboard.Dashboard:
         .with_panel(
             table_of(
                 "Targets",
-                "Each target's credentials profile and region, and its configured and "
-                "effective poll interval: the effective one is the longest time between a "
-                "gateway's poll launches over the last cycle, longer when the API budget "
-                "cannot poll every gateway in time.",
+                "Each target's credentials profile and region, its configured and effective "
+                "poll interval (the longest time between a gateway's poll launches over the "
+                "last cycle, longer when the API budget cannot poll every gateway in time), "
+                "and the age after which a diagnosis counts as stale.",
                 query(
                     f"aliyun_vpn_poll_interval_seconds{{{JOB}}}",
                     "{{target}}",
@@ -1183,6 +1187,13 @@ def exporter_health() -> dashboard.Dashboard:
                     instant=True,
                     table_format=True,
                 ),
+                query(
+                    f"aliyun_vpn_diagnose_max_age_seconds{{{JOB}}}",
+                    "{{target}}",
+                    "D",
+                    instant=True,
+                    table_format=True,
+                ),
                 width=8,
                 height=4,
             )
@@ -1190,7 +1201,11 @@ def exporter_health() -> dashboard.Dashboard:
             .with_transformation(
                 organize(
                     excludeByName={"Time": True, "__name__": True, "job": True, "Value #C": True},
-                    renameByName={"Value #A": "configured", "Value #B": "effective"},
+                    renameByName={
+                        "Value #A": "poll interval",
+                        "Value #B": "effective",
+                        "Value #D": "diagnosis max age",
+                    },
                     indexByName=column_order("target", "profile", "region_id"),
                 )
             )
