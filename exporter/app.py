@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 _CONFIGURED = (
     "config",
     "providers",
-    "poller",
     "http",
     "budgets",
     "clients",
@@ -99,6 +98,9 @@ class Exporter:
         self._given_providers = providers
         self.exposition = Exposition()
         self.fleet = Fleet(self.exposition)
+        # One poller for the process: it remembers each gateway's failing condition, so a
+        # reload that ends a fault still logs "poll recovered".
+        self.poller = Poller(self.fleet, self.metrics, self.clock)
         saved = read_state(config.state)
         self._assemble(config, saved=saved)
         if saved is not None:
@@ -156,7 +158,6 @@ class Exporter:
             )
             for name, provider in built.items()
         }
-        self.poller = Poller(self.fleet, self.metrics, self.clock)
         api = config.api
         self.http: httpx.AsyncClient = http or make_http_client(
             timeout=api.timeout,
@@ -289,6 +290,7 @@ class Exporter:
         # No await from here to the start: a scrape sees the old series or the new ones.
         previous["inventory"].withdraw()
         self.fleet.retain_targets({target.name for target in config.targets})
+        self.poller.retain_targets({target.name for target in config.targets})
         for profile in previous["providers"].keys() - self.providers.keys():
             with contextlib.suppress(KeyError):
                 self.metrics.credentials_success.remove(profile)

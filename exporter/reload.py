@@ -13,6 +13,13 @@ enabled (authenticated like every admin request); on the metrics listener only w
 `--web.enable-lifecycle` (behind its web config's authentication, if any). Reloads never
 overlap: one asked for while another runs waits for it.
 
+Reading the file can hang: a `!file` naming a FIFO nobody writes to, a hung network mount.
+So the file is read on a daemon thread of its own (not the loop's default executor, which
+the interpreter waits for at exit, and which bcrypt or anything else could keep busy), a
+load has a deadline (`LOAD_TIMEOUT`; then the reload fails and the running configuration
+stays), a new reload is refused while an earlier load is still stuck, and shutting down
+never waits for a load.
+
 A reload cannot change the command line, the web config files, or whether the admin API
 is enabled (`admin.enabled`): a reload that changes it fails; restart the exporter instead.
 The admin API's allow-lists and regions do follow the new configuration.
@@ -21,11 +28,13 @@ The admin API's allow-lists and regions do follow the new configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LOAD_TIMEOUT = 30.0
+"""Seconds reading the configuration may take on a reload."""
+CLOSE_GRACE = 2.0
+"""Seconds `Reloader.close` waits for a reload that is applying a new configuration."""
 RELOAD_PATH = "/-/reload"
 RELOAD_METHODS = ("POST", "PUT")
 
@@ -57,9 +70,17 @@ class Reloader:
     """Reloads the configuration from `load` into the bound exporter (and admin API)."""
 
     def __init__(
-        self, load: Callable[[], Config], metrics: SelfMetrics, clock: Clock | None = None
+        self,
+        load: Callable[[], Config],
+        metrics: SelfMetrics,
+        clock: Clock | None = None,
+        *,
+        load_timeout: float = LOAD_TIMEOUT,
     ) -> None:
         self._load = load
+        self._load_timeout = load_timeout
+        self._loading: threading.Thread | None = None
+        self._closing = asyncio.Event()
         self._metrics = metrics
         self._clock = clock or SystemClock()
         self._lock = asyncio.Lock()
@@ -84,10 +105,15 @@ class Reloader:
         task.add_done_callback(self._signalled.discard)
 
     async def close(self) -> None:
-        """Refuse further reloads and wait for one in progress (at shutdown)."""
+        """Refuse further reloads, abandon a load in progress, and wait (briefly) for a
+        reload that is applying its configuration (at shutdown)."""
         self._closed = True
-        async with self._lock:
-            pass
+        self._closing.set()
+        try:
+            async with asyncio.timeout(CLOSE_GRACE), self._lock:
+                pass
+        except TimeoutError:
+            log.warning("shutting down while a reload is still being applied")
 
     async def reload(
         self, trigger: str, *, user: str | None = None, remote_addr: str | None = None
@@ -101,12 +127,24 @@ class Reloader:
                 return ReloadOutcome(False, message="the exporter is stopping")
             fields = {"trigger": trigger, "user": user, "remote_addr": remote_addr}
             log.info("reloading the configuration", extra={"fields": fields})
+            if self._loading is not None and self._loading.is_alive():
+                return self._failed(
+                    fields,
+                    "an earlier reload is still stuck reading the configuration (a !file on "
+                    "a FIFO or a hung mount?); the running configuration stays",
+                )
             try:
-                # In a thread: parsing a file listing thousands of gateways takes long
-                # enough to hold up scrapes.
-                config = await asyncio.to_thread(self._load)
+                config = await self._load_with_deadline()
             except ConfigError as error:
                 return self._failed(fields, f"invalid configuration:\n{error}")
+            except TimeoutError:
+                return self._failed(
+                    fields,
+                    f"reading the configuration took more than {self._load_timeout:g} s (a "
+                    "!file on a FIFO or a hung mount?); the running configuration stays",
+                )
+            if config is None:
+                return ReloadOutcome(False, message="the exporter is stopping")
             if config.admin.enabled != exporter.config.admin.enabled:
                 return self._failed(
                     fields,
@@ -140,6 +178,45 @@ class Reloader:
                 changed,
                 "configuration reloaded" if changed else "configuration unchanged",
             )
+
+    async def _load_with_deadline(self) -> Config | None:
+        """The configuration, read on a daemon thread (parsing thousands of gateways would
+        hold up scrapes on the loop); None when the exporter started stopping meanwhile.
+        Raises what loading raised, or TimeoutError past the deadline."""
+        loop = asyncio.get_running_loop()
+        loaded: asyncio.Future[Config] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            if not loaded.done():
+                outcome()
+
+        def load() -> None:
+            try:
+                config = self._load()
+            except BaseException as error:  # handed to the loop, raised there
+                failure = error
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(settle, lambda: loaded.set_exception(failure))
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, lambda: loaded.set_result(config))
+
+        self._loading = threading.Thread(target=load, name="config reload", daemon=True)
+        self._loading.start()
+        closing = asyncio.ensure_future(self._closing.wait())
+        waited: set[asyncio.Future[Any]] = {loaded, closing}
+        try:
+            done, _ = await asyncio.wait(
+                waited, timeout=self._load_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closing.cancel()
+        if loaded in done:
+            return loaded.result()
+        loaded.cancel()
+        if closing in done:
+            return None
+        raise TimeoutError
 
     def _failed(self, fields: dict[str, str | None], message: str) -> ReloadOutcome:
         self._metrics.config_reload_success.set(0)

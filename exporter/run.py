@@ -18,6 +18,7 @@ import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exporter.admin.settings import AdminSettings, AdminSetupError
@@ -26,9 +27,11 @@ from exporter.collect.sharding import UNSHARDED
 from exporter.config.loader import load_config, summary
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
+from exporter.file_modes import warn_readable_secrets
 from exporter.reload import Reloader
 from exporter.telemetry.self_metrics import SelfMetrics
-from exporter.web.listener import is_loopback, parse_listen_address
+from exporter.web.acceptor import raise_open_file_limit
+from exporter.web.listener import is_loopback, open_files_needed, parse_listen_address
 from exporter.web.web_config import WebConfig, WebConfigError, load_web_config
 
 if TYPE_CHECKING:
@@ -167,6 +170,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with _config_for(args) as (startup, load):
             config = startup.config
+            _check_resources(args, startup)
             for path, message in config.warnings():
                 log.warning(
                     "configuration warning", extra={"fields": {"key": path, "problem": message}}
@@ -219,6 +223,32 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
     return 0
+
+
+def _check_resources(args: argparse.Namespace, startup: Startup) -> None:
+    """Raise the open-file limit as far as allowed and warn when it stays below what the
+    listeners' limits need; warn about secret files other users can read."""
+    soft, hard = raise_open_file_limit()
+    listeners = 1 + (startup.admin_web_config is not None)
+    needed = open_files_needed(listeners)
+    if soft < needed:
+        log.warning(
+            "the open-file limit is below what the listeners may hold: connections beyond "
+            "it wait until others close (raise LimitNOFILE, or ulimit -n / --ulimit nofile)",
+            extra={"fields": {"soft_limit": soft, "hard_limit": hard, "needed": needed}},
+        )
+    paths = [] if args.demo else [Path(args.config_file)]
+    for path, web_config in (
+        (args.web_config_file, startup.web_config),
+        (args.admin_web_config_file, startup.admin_web_config),
+    ):
+        if path:
+            paths.append(Path(path))
+        if web_config is not None and web_config.bearer_tokens_file is not None:
+            paths.append(web_config.bearer_tokens_file)
+        if web_config is not None and web_config.tls_server_config is not None:
+            paths.append(web_config.tls_server_config.key_file)
+    warn_readable_secrets(paths)
 
 
 def _admin_server(

@@ -1,10 +1,37 @@
 """Errors of the VPC API as values with names, carrying what a user needs to act.
 
 An `ApiError` never carries a secret: only the HTTP status, the cloud's `Code`,
-`Message` and `RequestId`, and the action that failed.
+`Message` and `RequestId`, and the action that failed. The message comes from whoever
+answered (a proxy, a misconfigured endpoint that echoes the request), so it is cleaned
+where the error is made, for every consumer (logs, the status page, admin problem
+documents): values of `Signature`, `AccessKeyId`, `Authorization` and the like are
+replaced with `[redacted]`, and it is cut at `MAX_MESSAGE` characters.
 """
 
 from __future__ import annotations
+
+import re
+
+MAX_MESSAGE = 512
+"""Characters of an API error message kept (the cloud's own are far shorter)."""
+_SECRET_NAMES = (
+    r"signature|accesskeyid|access_key_id|access-key-id|securitytoken|security_token"
+    r"|x-acs-security-token|credential|accesskeysecret|access_key_secret"
+)
+_SECRET_VALUE = re.compile(
+    rf"(?i)(\b(?:{_SECRET_NAMES})[\"']?\s*(?:=|:|%3D)\s*[\"']?)[^\s\"'&,;<>]+"
+)
+_AUTHORIZATION = re.compile(r"(?i)(\bauthorization[\"']?\s*(?:=|:|%3D)\s*[\"']?)[^\"'&\r\n<>]+")
+
+
+def clean_message(message: str) -> str:
+    """`message` with secret-looking values redacted and its length capped."""
+    message = _AUTHORIZATION.sub(r"\1[redacted]", message)
+    message = _SECRET_VALUE.sub(r"\1[redacted]", message)
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message)} characters, cut)"
+    return message
+
 
 THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api"})
 TRANSIENT_CODES = THROTTLING_CODES | {"ServiceUnavailable", "VpnGateway.Configuring"}
@@ -107,6 +134,7 @@ class ApiError(Exception):
         retry_after: float | None = None,
         clock_offset: float | None = None,
     ) -> None:
+        message = clean_message(message)
         super().__init__(message)
         self.action = action
         self.message = message

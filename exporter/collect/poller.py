@@ -59,6 +59,12 @@ class Poller:
         self._parse_failures: dict[GatewayKey, frozenset[str]] = {}
         self._shapes_seen: set[tuple[str, str]] = set()
 
+    def retain_targets(self, names: set[str]) -> None:
+        """Forget the conditions of gateways whose target left the configuration."""
+        for remembered in (self._conditions, self._parse_failures):
+            for key in [key for key in remembered if key.target not in names]:
+                del remembered[key]
+
     async def poll(
         self,
         key: GatewayKey,

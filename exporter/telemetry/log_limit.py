@@ -43,12 +43,13 @@ class LogLimiter:
         logger: logging.Logger,
         summary: str,
         *,
-        window: float = WINDOW,
+        window: float | None = None,
         max_keys: int = MAX_KEYS,
     ) -> None:
+        """`window`: seconds of one summary (default `WINDOW`)."""
         self._log = logger
         self._summary = summary
-        self.window = window
+        self.window = WINDOW if window is None else window
         self._max_keys = max_keys
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()

@@ -163,7 +163,7 @@ class Acceptor:
         self._handshakes: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self._log = LogLimiter(log, "connections refused", window=60.0)
+        self._log = LogLimiter(log, "connections refused")
         self._task: asyncio.Task[None] | None = None
         sock.setblocking(False)
 

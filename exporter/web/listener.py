@@ -28,7 +28,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from exporter.web.acceptor import AcceptLimits, Acceptor, SocketBudget, shared_budget
+from exporter.web.acceptor import RESERVED_FDS, AcceptLimits, Acceptor, SocketBudget, shared_budget
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,18 @@ class Limits:
     """Seconds a TLS handshake may take from the connection; then it is dropped."""
     stop_timeout: float = 2.0
     """Seconds a stopping listener lets answers in flight finish before cancelling them."""
+
+
+def sockets_held_at_most(limits: Limits) -> int:
+    """Sockets one listener holds at most: its connections, an eighth more that hear 503,
+    handshakes included."""
+    return limits.max_connections + max(1, limits.max_connections // 8)
+
+
+def open_files_needed(listeners: int, limits: Limits | None = None) -> int:
+    """The open-file limit at which `listeners` listeners at their limits still leave the
+    rest of the process `RESERVED_FDS` descriptors."""
+    return listeners * sockets_held_at_most(limits or Limits()) + RESERVED_FDS
 
 
 class _GuardedH11Protocol(H11Protocol):
@@ -278,7 +290,7 @@ class Listener:
             **options,
         )
         accept = AcceptLimits(
-            max_sockets=self.limits.max_connections + max(1, self.limits.max_connections // 8),
+            max_sockets=sockets_held_at_most(self.limits),
             per_address=self.limits.max_connections_per_address,
             handshake_timeout=self.limits.handshake_timeout,
         )
