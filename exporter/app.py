@@ -114,7 +114,10 @@ class Exporter:
             healthy=self.health,
             ready=self.readiness,
             status_page=StatusPage(
-                lambda: self.fleet.records, lambda: self.config.web.grafana_url, self.clock.time
+                lambda: self.fleet.records,
+                lambda: self.config.web.grafana_url,
+                self.clock.time,
+                lambda: {name: t.diagnose_max_age for name, t in self.fleet.targets.items()},
             ),
         )
         listen = listen or ListenSettings()

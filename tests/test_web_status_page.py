@@ -26,8 +26,9 @@ from pydantic import ValidationError
 
 from exporter.app import Exporter
 from exporter.config.model import Config, WebSettings
-from exporter.exposition.records import GatewayKey, GatewayRecord, PollResult
+from exporter.exposition.records import GatewayKey, GatewayRecord, PollResult, with_diagnosis
 from exporter.model.connection import Tunnel, VpnConnection
+from exporter.model.diagnosis import DiagnoseItem, Diagnosis, Level, QuotaReading
 from exporter.model.gateway import GatewayInfo
 from exporter.web.status_page import MAX_LIMIT, StatusPage
 from tests.dashboard_queries import DASHBOARD_DIR, load
@@ -309,6 +310,23 @@ async def test_a_changed_record_shows_on_the_next_request() -> None:
     assert "last ok never" in after.text["vpn-a"]
     del records[key]
     assert parse(await page({})).order == ["vpn-b"]
+
+
+async def test_a_diagnosis_older_than_its_targets_max_age_is_marked_stale() -> None:
+    finished = 1.8e9 - 2 * 86400
+    diagnosis = Diagnosis("vpn-a", "d-1", "vco-a", finished - 60, finished, 1, 1, (
+        DiagnoseItem("VpnRouteQuota", Level.NORMAL, QuotaReading("route", 5, 100)),
+    ))  # fmt: skip
+    poll = PollResult(success=True, finished_at=1.8e9, duration=1.0)
+    diagnosed = with_diagnosis(replace(record("vpn-a"), vpn_connections=()), diagnosis, poll)
+    records = {diagnosed.key: diagnosed}
+    target = diagnosed.key.target
+    fresh = parse(await StatusPage(lambda: records, clock=lambda: 1.8e9)({}))
+    assert "2 d ago" in fresh.text["vpn-a"] and "stale" not in fresh.text["vpn-a"]
+    page = StatusPage(lambda: records, clock=lambda: 1.8e9, max_ages=lambda: {target: 86400.0})
+    stale = parse(await page({}))
+    assert "2 d ago stale" in stale.text["vpn-a"]
+    assert "diagnosis older than 1 d: its levels are old news" in stale.text["vpn-a"]
 
 
 async def test_a_gateway_the_api_does_not_know_is_an_error() -> None:

@@ -28,6 +28,7 @@ from exporter import __version__
 from exporter.exposition.records import GatewayKey, GatewayRecord
 from exporter.web.status_rows import (
     ConnectionCounts,
+    RowContext,
     RowSummary,
     Severity,
     format_time,
@@ -77,6 +78,7 @@ white-space:nowrap;border:1px solid transparent}
 td.values{font-size:.72rem}.values .bad{color:#a3001b}
 .none{color:#889}
 .poll-ok{color:#1b7d33}.poll-failed{color:#b00020;font-weight:600}.poll-pending{color:#889}
+.stale{color:#a36b00;font-weight:600}
 td.error{font-size:.72rem}td.error code{font-weight:600;overflow-wrap:anywhere}
 td.error.failed code{color:#b00020}
 td.error .message{overflow-wrap:anywhere;display:-webkit-box;-webkit-line-clamp:4;
@@ -169,9 +171,11 @@ class StatusPage:
         records: Callable[[], Records],
         grafana_url: Callable[[], str | None] = lambda: None,
         clock: Callable[[], float] | None = None,
+        max_ages: Callable[[], Mapping[str, float | None]] = dict,
     ) -> None:
         self._records = records
         self._grafana_url = grafana_url
+        self._max_ages = max_ages
         self._clock = clock or (lambda: datetime.now(UTC).timestamp())
         self._summaries: Summaries = {}
         self._snapshot: Records = {}
@@ -184,9 +188,8 @@ class StatusPage:
             if not self._unchanged():
                 self._snapshot = dict(self._records())
                 self._view = None
-            return await asyncio.to_thread(
-                self._render, self._snapshot, query, self._clock(), self._grafana_url()
-            )
+            context = RowContext(self._clock(), self._grafana_url(), dict(self._max_ages()))
+            return await asyncio.to_thread(self._render, self._snapshot, query, context)
 
     def _unchanged(self) -> bool:
         """Whether every current record is the one in the last snapshot."""
@@ -195,7 +198,7 @@ class StatusPage:
             return False
         return all(snapshot.get(key) is record for key, record in records.items())
 
-    def _render(self, snapshot: Records, query: PageQuery, now: float, url: str | None) -> str:
+    def _render(self, snapshot: Records, query: PageQuery, context: RowContext) -> str:
         """(worker thread) Refresh the view if the snapshot is new, render one page."""
         view = self._view
         if view is None:
@@ -207,7 +210,7 @@ class StatusPage:
                 summaries[key] = entry
             self._summaries = summaries
             view = self._view = build_view([summary for _, summary in summaries.values()])
-        return render_page(view, snapshot, query, now, url)
+        return render_page(view, snapshot, query, context)
 
 
 def _select(view: FleetView, query: PageQuery) -> Sequence[RowSummary]:
@@ -264,16 +267,15 @@ def _pages(query: PageQuery, shown: int, first: int, count: int) -> str:
     return '<nav class="pages">' + " · ".join(parts) + "</nav>"
 
 
-def render_page(
-    view: FleetView, records: Records, query: PageQuery, now: float, grafana_url: str | None
-) -> str:
+def render_page(view: FleetView, records: Records, query: PageQuery, context: RowContext) -> str:
     """One page of the status page (`query.limit` rows at most)."""
     rows = _select(view, query)
     first = (query.page - 1) * query.limit
     if first >= len(rows):
         first = max(0, (len(rows) - 1) // query.limit * query.limit)
     page = rows[first : first + query.limit]
-    body = "\n".join(row_html(records[row.key], row.severity, grafana_url, now) for row in page)
+    body = "\n".join(row_html(records[row.key], row.severity, context) for row in page)
+    now, grafana_url = context.now, context.grafana_url
     links = ['<a href="/metrics">/metrics</a>', '<a href="/healthz">/healthz</a>']
     links.append('<a href="/readyz">/readyz</a>')
     if grafana_url:

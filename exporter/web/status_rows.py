@@ -10,7 +10,8 @@ thread.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 from html import escape
@@ -112,52 +113,88 @@ def summarize(record: GatewayRecord) -> RowSummary:
     )
 
 
-def row_html(record: GatewayRecord, severity: Severity, grafana_url: str | None, now: float) -> str:
-    """The gateway's `<tr>`, ages as of `now`."""
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """What a row's HTML depends on besides its record: the request's time, Grafana's
+    URL, and each target's diagnosis age limit (`aliyun_vpn_diagnose_max_age_seconds`)."""
+
+    now: float
+    grafana_url: str | None = None
+    max_ages: Mapping[str, float | None] = field(default_factory=dict)
+
+
+def row_html(record: GatewayRecord, severity: Severity, context: RowContext) -> str:
+    """The gateway's `<tr>`, ages as of `context.now`."""
+    now = context.now
     shown = _shown_diagnoses(record)
     levels = _worst_levels(shown)
-    problems: list[str] = []
+    latest = shown[0] if shown else None
+    finished_at = latest.finish_time if latest is not None and not latest.running else None
+    max_age = context.max_ages.get(record.key.target)
+    stale = finished_at is not None and max_age is not None and now - finished_at > max_age
+    connections_html, connection_problems = _connections(record.vpn_connections)
+    problems = _problems(record, levels, connection_problems)
+    if stale:
+        problems.append(f"diagnosis older than {_duration(max_age or 0)}: its levels are old news")
+    name = record.info.name if record.info is not None else ""
     poll = record.last_poll
     poll_failed = poll is not None and not poll.success
-    if poll_failed:
+    outcome = "pending" if poll is None else ("ok" if poll.success else "failed")
+    polled_at = poll.finished_at if poll is not None else None
+    last_ok = ""
+    if poll_failed:  # the data shown is as of the last success
+        last_ok = f"<br>last ok {_age(now, record.last_success_at)}"
+    gateway = _gateway_cell(record, name, context.grafana_url, problems, severity)
+    return (
+        f'<tr class="{severity.css}" data-gateway="{escape(record.key.vpn_gateway_id)}" '
+        f'data-state="{severity.css}">'
+        f'<td class="gateway">{gateway}</td>'
+        f'<td class="connections">{connections_html}</td>'
+        f'<td class="items">{_items_cell(levels, record.available)}</td>'
+        f'<td class="values">{_values_cell(shown)}</td>'
+        + _diagnosed_cell(now, finished_at, bool(record.running), stale)
+        + f'<td class="when poll-{outcome}" title="{format_time(polled_at)}">{outcome}<br>'
+        f'<span class="sub">{_age(now, polled_at) if polled_at else ""}{last_ok}</span></td>'
+        + _error_cell(poll.error_code if poll else None, poll.error if poll else None, poll_failed)
+        + "</tr>"
+    )
+
+
+def _problems(
+    record: GatewayRecord, levels: dict[str, Level], connection_problems: list[str]
+) -> list[str]:
+    """What is wrong with the gateway, in words, worst kinds first."""
+    problems: list[str] = []
+    if record.last_poll is not None and not record.last_poll.success:
         problems.append("last poll failed")
     if not record.found:
         problems.append("gateway not found (InvalidVpnGatewayInstanceId.NotFound)")
-    info = record.info
-    if info is not None and info.status.lower() != ACTIVE:
-        problems.append(f"gateway {info.status}")
-    connections_html, connection_problems = _connections(record.vpn_connections)
+    if record.info is not None and record.info.status.lower() != ACTIVE:
+        problems.append(f"gateway {record.info.status}")
     problems += connection_problems
     problems += [
         f"{ITEM_TITLES.get(item, item)} {level}"
         for item, level in levels.items()
         if level is not Level.NORMAL
     ]
-    name = info.name if info is not None else ""
-    latest = shown[0] if shown else None
-    finished_at = latest.finish_time if latest is not None and not latest.running else None
-    if record.running and finished_at is None:
-        diagnosed = '<span class="sub">running</span>'
+    return problems
+
+
+def _diagnosed_cell(now: float, finished_at: float | None, running: bool, stale: bool) -> str:
+    if running and finished_at is None:
+        text = '<span class="sub">running</span>'
     else:
-        diagnosed = _age(now, finished_at) + (" (running)" if record.running else "")
-    outcome = "pending" if poll is None else ("ok" if poll.success else "failed")
-    polled_at = poll.finished_at if poll is not None else None
-    last_ok = ""
-    if poll_failed:  # the data shown is as of the last success
-        last_ok = f"<br>last ok {_age(now, record.last_success_at)}"
-    return (
-        f'<tr class="{severity.css}" data-gateway="{escape(record.key.vpn_gateway_id)}" '
-        f'data-state="{severity.css}">'
-        f'<td class="gateway">{_gateway_cell(record, name, grafana_url, problems, severity)}</td>'
-        f'<td class="connections">{connections_html}</td>'
-        f'<td class="items">{_items_cell(levels, record.available)}</td>'
-        f'<td class="values">{_values_cell(shown)}</td>'
-        f'<td class="when" title="{format_time(finished_at)}">{diagnosed}</td>'
-        f'<td class="when poll-{outcome}" title="{format_time(polled_at)}">{outcome}<br>'
-        f'<span class="sub">{_age(now, polled_at) if polled_at else ""}{last_ok}</span></td>'
-        + _error_cell(poll.error_code if poll else None, poll.error if poll else None, poll_failed)
-        + "</tr>"
-    )
+        text = _age(now, finished_at) + (" (running)" if running else "")
+    if stale:
+        text = f'<span class="stale">{text}<br>stale</span>'
+    return f'<td class="when" title="{format_time(finished_at)}">{text}</td>'
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def format_time(epoch: float | None) -> str:
