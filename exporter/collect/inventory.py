@@ -495,6 +495,8 @@ class Inventory:
             if gateway_id not in current:
                 continue
             listed = tuple({c.vpn_connection_id: c for c in found}.values())
+            if listed == inventory.connections.get(gateway_id):
+                listed = inventory.connections[gateway_id]  # keep the objects already kept
             inventory.connections[gateway_id] = listed
             key = inventory.key(gateway_id)
             if key in self.fleet.records:

@@ -177,6 +177,8 @@ def _with_connection_diagnosis(
     record: GatewayRecord, diagnosis: Diagnosis, confirmed_at: float
 ) -> GatewayRecord:
     previous = record.connections.get(diagnosis.connection_id)
+    if previous is not None:
+        diagnosis = _sharing_items(diagnosis, previous.latest)
     finished = diagnosis if not diagnosis.running else (previous.finished if previous else None)
     connections = dict(record.connections)
     connections[diagnosis.connection_id] = ConnectionDiagnosis(
@@ -191,6 +193,20 @@ def _with_connection_diagnosis(
         latest_connection=diagnosis.connection_id,
         connections=MappingProxyType(connections),
     )
+
+
+def _sharing_items(diagnosis: Diagnosis, before: Diagnosis) -> Diagnosis:
+    """`diagnosis` holding `before`'s item objects wherever they are equal: most items read
+    the same poll after poll, and the objects kept for long are then the ones already
+    kept, not new ones (each would be one more object for the garbage collector's full
+    collections to scan, which stall the event loop in proportion)."""
+    old = {item.name: item for item in before.items}
+    items = tuple(
+        old[item.name] if old.get(item.name) == item else item for item in diagnosis.items
+    )
+    if all(a is b for a, b in zip(items, diagnosis.items, strict=True)):
+        return diagnosis
+    return replace(diagnosis, items=items)
 
 
 def with_vpn_connections(
