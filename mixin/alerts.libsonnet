@@ -314,6 +314,9 @@ local targetStale(c) = |||
                 sum without (code) (increase(aliyun_vpn_diagnoses_failed_total[2h]))
                 + on (%(targetLabels)s)
                 increase(aliyun_vpn_diagnoses_finished_total[2h])
+                # a target none of whose diagnoses ever finished has no such counter yet
+                or
+                sum without (code) (increase(aliyun_vpn_diagnoses_failed_total[2h]))
               )
               > %(diagnosesFailedRatio).2f
             ||| % c,

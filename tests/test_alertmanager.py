@@ -84,6 +84,7 @@ SOURCES = {
         "AliyunVpnGatewayDataStale", "warning", vpn_gateway_id="vpn-hz2quota"
     ),
     "credentials-sg": _alert("AliyunVpnCredentialsFailing", "critical", target=SG, profile="prod"),
+    "not-found-hz9": _alert("AliyunVpnGatewayNotFound", "critical", vpn_gateway_id="vpn-hz9gone"),
     "quota-critical-hz5": _alert(
         "AliyunVpnQuotaUtilisationCritical",
         "warning",
@@ -140,6 +141,9 @@ TARGETS = {
         quota_name="vpn_quota_ipsec_connections_num",
     ),
     "stale-sg": _alert("AliyunVpnDataStale", "critical", target=SG),
+    "gateway-stale-hz9": _alert(
+        "AliyunVpnGatewayDataStale", "warning", vpn_gateway_id="vpn-hz9gone"
+    ),
     "ipsec-sg1": _alert(
         "AliyunVpnIpsecSaNotEstablished",
         "critical",
@@ -196,6 +200,7 @@ MUTED = {
     "quota-high-hz2",
     "quota-high-hz5",
     "stale-sg",
+    "gateway-stale-hz9",
     "ipsec-sg1",
     "poll-sg2",
     "config-other-shard",
