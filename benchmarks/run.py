@@ -30,11 +30,11 @@ NAMES = ("scrape", "client", "budget", "footprint", "status")
 DEFAULT_GATEWAYS = 1_000
 
 
-def full_plan(gateways: int) -> dict[str, Callable[[], list[Section]]]:
+def full_plan(gateways: int, rounds: int) -> dict[str, Callable[[], list[Section]]]:
     scrape = bench_scrape.ScrapeSettings(
         gateways=gateways, update_count=min(2_000, gateways), burst=max(10, gateways // 20)
     )
-    footprint = bench_footprint.FootprintSettings(gateways=gateways)
+    footprint = bench_footprint.FootprintSettings(gateways=gateways, rounds=rounds)
     return {
         "scrape": lambda: list(bench_scrape.run(scrape)),
         "client": lambda: [bench_client.run(bench_client.ClientSettings())],
@@ -93,8 +93,8 @@ TITLES = {
 }
 
 
-def run_all(names: Sequence[str], quick: bool, gateways: int) -> list[Section]:
-    plan = quick_plan() if quick else full_plan(gateways)
+def run_all(names: Sequence[str], quick: bool, gateways: int, rounds: int) -> list[Section]:
+    plan = quick_plan() if quick else full_plan(gateways, rounds)
     sections: list[Section] = []
     for name in names:
         started = time.perf_counter()
@@ -126,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help=f"where to write the results (default {RESULTS.name}, not written with --quick)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds of ours and the baseline in the footprint benchmark (default 3)",
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(names) - set(NAMES))
@@ -133,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     started_at = datetime.datetime.now(datetime.UTC).astimezone()
     started = time.perf_counter()
-    sections = run_all(names, args.quick, args.gateways)
+    sections = run_all(names, args.quick, args.gateways, args.rounds)
     took = time.perf_counter() - started
     print(plain_table(sections))
     results = args.results or (None if args.quick else RESULTS)
