@@ -150,6 +150,34 @@ async def test_a_gateway_no_target_lists_needs_its_region(served: tuple[Simulato
         wanted_gateways(cfg, ["vpn-discovered1"], None)
     (wanted,) = wanted_gateways(cfg, ["vpn-discovered1"], "cn-hangzhou")
     assert (wanted.region_id, wanted.profile) == ("cn-hangzhou", "sts")
+    discovering = cfg.model_copy(
+        update={"targets": [t.model_copy(update={"gateways": ()}) for t in cfg.targets]}
+    )
+    with pytest.raises(ValueError, match="--gateway"):
+        wanted_gateways(discovering, [], None)
+
+
+def test_capture_subcommand_says_what_is_wrong_with_its_arguments(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        "credentials: {default: {source: access_key, access_key_id: a, access_key_secret: b}}\n"
+        "targets: [{region_id: cn-hangzhou, gateways: [vpn-listed1]}]\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "capture",
+            f"--config.file={config_file}",
+            "--gateway=vpn-elsewhere1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert "no target lists vpn-elsewhere1: give --region-id" in done.stderr
 
 
 def test_capture_subcommand_writes_a_redacted_file_for_a_demo_gateway(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ def wanted_gateways(config: Config, gateways: Sequence[str], region_id: str | No
         for gateway in target.gateways
     }
     if not gateways:
+        if not listed:
+            raise ValueError("the config lists no gateway: name some with --gateway")
         return list(listed.values())
     wanted = []
     for gateway in dict.fromkeys(gateways):
