@@ -12,10 +12,12 @@ import logging
 import time
 
 import pytest
+from prometheus_client import generate_latest
 
 from exporter.cloud.errors import CloudError, failure_code
 from exporter.simulator.clock import ManualClock
 from exporter.simulator.simulator import Simulator
+from exporter.telemetry.self_metrics import SelfMetrics
 from tests.exporter_rig import configured, polled_once, running, scenario
 
 SKEW = 20 * 60
@@ -89,3 +91,10 @@ def test_clock_codes_are_documented_labels_and_never_credential_failures(code: s
     assert not error.credentials_rejected
     assert not error.transient
     assert failure_code(error) == code
+
+
+def test_clock_offset_is_absent_until_an_answer_measures_it() -> None:
+    metrics = SelfMetrics()
+    assert b"aliyun_vpn_clock_offset_seconds" not in generate_latest(metrics.registry)
+    metrics.set_clock_offset(-2.0)
+    assert b"aliyun_vpn_clock_offset_seconds -2.0" in generate_latest(metrics.registry)

@@ -192,7 +192,7 @@ class VpcClient:
         self._sleep = sleep
         self._rand = rand
         self._per_action: dict[str, tuple[RateBudget, Counter, Histogram]] = {}
-        self._clock_offset = ClockOffset(self._metrics.clock_offset, wall_clock)
+        self._clock_offset = ClockOffset(self._metrics.set_clock_offset, wall_clock)
 
     @property
     def profile(self) -> str:

@@ -13,14 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
-from prometheus_client import Gauge
-
 
 class ClockOffset:
     """Measures the offset on every answer that carries a `Date` header."""
 
-    def __init__(self, gauge: Gauge, wall_clock: Callable[[], float]) -> None:
-        self._gauge = gauge
+    def __init__(self, export: Callable[[float], None], wall_clock: Callable[[], float]) -> None:
+        self._export = export
         self._wall_clock = wall_clock
         self._last_header = ""
         self._last_epoch = 0.0
@@ -39,5 +37,5 @@ class ClockOffset:
                 return None
             self._last_header, self._last_epoch = date_header, parsed.timestamp()
         offset = self._wall_clock() - self._last_epoch
-        self._gauge.set(offset)
+        self._export(offset)
         return offset

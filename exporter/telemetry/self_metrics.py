@@ -70,12 +70,7 @@ class SelfMetrics:
             ["item"],
             registry=self.registry,
         )
-        self.clock_offset = Gauge(
-            "aliyun_vpn_clock_offset_seconds",
-            "Host clock minus the Date header of the VPC API's last answer, in seconds "
-            "(positive: the host is ahead). The API refuses requests 15 minutes off.",
-            registry=self.registry,
-        )
+        self._clock_offset: Gauge | None = None
         self.shape_drift = Counter(
             "aliyun_vpn_description_shape_drift_total",
             "DiagnoseResultDescription payloads read despite an unexpected form, by item and "
@@ -165,3 +160,15 @@ class SelfMetrics:
                 registry=self.registry,
             )
         self._state_restored.set(at)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Export `aliyun_vpn_clock_offset_seconds` (absent until the first measurement, so
+        a `0` is never a guess)."""
+        if self._clock_offset is None:
+            self._clock_offset = Gauge(
+                "aliyun_vpn_clock_offset_seconds",
+                "Host clock minus the Date header of the VPC API's last answer, in seconds "
+                "(positive: the host is ahead). The API refuses requests 15 minutes off.",
+                registry=self.registry,
+            )
+        self._clock_offset.set(seconds)
