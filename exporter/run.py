@@ -27,7 +27,7 @@ from exporter.collect.sharding import UNSHARDED
 from exporter.config.loader import load_config, summary
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
-from exporter.file_modes import warn_readable_secrets
+from exporter.file_modes import holds_secrets, warn_readable_secrets
 from exporter.reload import Reloader
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.acceptor import raise_open_file_limit
@@ -229,7 +229,8 @@ def _check_resources(args: argparse.Namespace, startup: Startup) -> None:
     """Raise the open-file limit as far as allowed and warn when it stays below what the
     listeners' limits need; warn about secret files other users can read."""
     soft, hard = raise_open_file_limit()
-    listeners = 1 + (startup.admin_web_config is not None)
+    health = getattr(args, "health_listen_address", None) is not None
+    listeners = 1 + (startup.admin_web_config is not None) + health
     needed = open_files_needed(listeners)
     if soft < needed:
         log.warning(
@@ -237,7 +238,8 @@ def _check_resources(args: argparse.Namespace, startup: Startup) -> None:
             "it wait until others close (raise LimitNOFILE, or ulimit -n / --ulimit nofile)",
             extra={"fields": {"soft_limit": soft, "hard_limit": hard, "needed": needed}},
         )
-    paths = [] if args.demo else [Path(args.config_file)]
+    config_file = None if args.demo else Path(args.config_file)
+    paths = [config_file] if config_file and holds_secrets(config_file, startup.config) else []
     for path, web_config in (
         (args.web_config_file, startup.web_config),
         (args.admin_web_config_file, startup.admin_web_config),

@@ -12,8 +12,9 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,47 @@ async def running_admin(
         finally:
             await server.stop()
             await api_http.aclose()
+
+
+EXAMPLE_CONNECTION = "vco-p0w2jpkhi2eeop6q6"
+"""The connection the OpenAPI examples name; the fuzz scenario has it, so example-based
+cases reach a real connection."""
+
+
+def fuzz_scenario() -> Scenario:
+    """The admin tests' fleet with room for thousands of routes and the examples'
+    connection, for fuzz runs."""
+    scenario = routes_scenario(settle_seconds=0.0, connection_quota=10_000, region_quota=10_000)
+    gateway = scenario.gateways[0]
+    example = gateway.connections[0].model_copy(
+        update={"id": EXAMPLE_CONNECTION, "local_subnet": "10.250.0.0/16"}
+    )
+    gateways = [
+        gateway.model_copy(update={"connections": [*gateway.connections, example]}),
+        *scenario.gateways[1:],
+    ]
+    return scenario.model_copy(update={"gateways": gateways})
+
+
+@contextlib.contextmanager
+def admin_in_thread(tmp_path: Path) -> Iterator[AdminHarness]:
+    """The admin API and simulator (`fuzz_scenario`, no throttling) served from a thread,
+    for synchronous clients (schemathesis in another process, hypothesis tests)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="admin-api", daemon=True)
+    thread.start()
+    context = running_admin(tmp_path, simulator=Simulator(fuzz_scenario(), throttling=False))
+    harness = asyncio.run_coroutine_threadsafe(context.__aenter__(), loop).result(timeout=30)
+    try:
+        yield harness
+    finally:
+        asyncio.run_coroutine_threadsafe(context.__aexit__(None, None, None), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def tunnel_ids(simulator: Simulator, connection_id: str) -> set[str]:
+    """The tunnels of a simulated connection (none when it does not exist)."""
+    connection = simulator.state.fleet.connection(connection_id)
+    return set() if connection is None else {connection.tunnel(i)[0] for i in (1, 2)}

@@ -3,9 +3,13 @@ the command line as users run it."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import yaml
+
+from tests.admin_harness import KEY_ID, KEY_SECRET
 from tests.process_harness import BOUND, config_document, exporter_process, simulator_thread
 
 WARNING = "a file holding secrets is readable by other users"
@@ -40,12 +44,17 @@ def test_defect_12_a_config_and_a_tokens_file_readable_by_others_are_named_at_st
     assert any(f"path={process.config}" in line for line in warned), warned
 
 
-def test_defect_12_files_only_the_owner_reads_raise_no_warning(tmp_path: Path) -> None:
-    config = tmp_path / "config.yml"
+def test_defect_12_a_config_with_its_secrets_elsewhere_may_be_read_by_all(
+    tmp_path: Path,
+) -> None:
     with simulator_thread() as (_, url):
-        config.touch(mode=0o600)
-        config.chmod(0o600)
-        with exporter_process(tmp_path, config_document(url)) as process:
-            assert process.config == config
+        document = config_document(url)
+        keys = document["credentials"]["default"]
+        keys["access_key_id"], keys["access_key_secret"] = "ID_REF", "SECRET_REF"
+        text = yaml.safe_dump(document).replace("ID_REF", "!env TEST_KEY_ID")
+        text = text.replace("SECRET_REF", "!env TEST_KEY_SECRET")
+        environment = {**os.environ, "TEST_KEY_ID": KEY_ID, "TEST_KEY_SECRET": KEY_SECRET}
+        with exporter_process(tmp_path, text, env=environment) as process:
+            assert process.config.stat().st_mode & 0o044
             log = started_log(process.log)
     assert WARNING not in log

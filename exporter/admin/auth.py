@@ -30,6 +30,7 @@ from exporter.admin.audit import (
 )
 from exporter.admin.problems import (
     INCOMPLETE_REQUEST,
+    MALFORMED_REQUEST,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     SHUTTING_DOWN,
@@ -165,6 +166,8 @@ class AdminGate:
             return
         try:
             body = await self._read_body(receive)
+            if operation == "create_route":
+                _require_utf8(body)
         except ProblemError as problem:
             await self._refuse(scope, send, operation, problem, identity)
             return
@@ -230,6 +233,20 @@ class AdminGate:
         for task in self._in_flight:
             task.cancel()
         return len(self._in_flight)
+
+
+def _require_utf8(body: bytes) -> None:
+    """JSON between systems is UTF-8 without a byte order mark (RFC 8259); `json.loads`
+    would also take UTF-16 and UTF-32 and skip a BOM, and act on what a client may not
+    have meant to send."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or text.startswith("\ufeff"):
+        raise ProblemError(
+            MALFORMED_REQUEST, "the body must be JSON in UTF-8, without a byte order mark"
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
