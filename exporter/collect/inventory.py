@@ -33,7 +33,13 @@ from exporter.clock import Clock
 from exporter.cloud import connection_listing, gateway_listing
 from exporter.cloud.actions import DIAGNOSE_ACTION, RESULT_ACTION
 from exporter.cloud.connection_listing import list_connections
-from exporter.cloud.errors import ApiError, CloudError, CredentialsError, failure_code
+from exporter.cloud.errors import (
+    ApiError,
+    CloudError,
+    CredentialsError,
+    clock_problem_message,
+    failure_code,
+)
 from exporter.cloud.gateway_listing import describe, discover
 from exporter.cloud.ratelimit import RateBudgets
 from exporter.collect.planner import Demand, TargetPlan, effective_intervals
@@ -564,7 +570,9 @@ class Inventory:
 
 
 def _explained(error: ApiError) -> str:
-    """The error, with what to do about it when it is an authentication problem."""
+    """The error, with what to do about it when it is a clock or authentication problem."""
+    if isinstance(error, CloudError) and error.clock_problem:
+        return f"{error} ({clock_problem_message(error)})"
     advice = error.advice if isinstance(error, CloudError | CredentialsError) else None
     return f"{error} ({advice})" if advice else str(error)
 
