@@ -290,6 +290,12 @@ class Exporter:
         await self._stop_polling(
             previous["scheduler"], previous["inventory"], previous["diagnoses"]
         )
+        for plan in self.scheduler.plans:
+            # The pace a kept target achieved stays until the new scheduler measures one:
+            # "data stale" thresholds derived from it must not shrink with a reload.
+            achieved = previous["scheduler"].achieved(plan.name)
+            if achieved is not None:
+                self.scheduler.restore_pace(plan.name, achieved)
         # No await from here to the start: a scrape sees the old series or the new ones.
         previous["inventory"].withdraw()
         self.fleet.retain_targets({target.name for target in config.targets})

@@ -420,3 +420,16 @@ def test_sigterm_without_admin_stops_polling_and_exits_0(tmp_path: Path) -> None
             until_fired(simulator)  # a poll hangs in flight
             code, _ = shutdown_within(process, 10.0)
             assert code == 0
+
+
+async def test_a_reload_keeps_the_pace_a_target_achieved(tmp_path: Path) -> None:
+    async with rig(tmp_path) as running:
+        sg = SG  # the Singapore target, kept by the reload
+        # Stands for a pace measured over a completed cycle (a 1h cycle does not complete
+        # within a test): under throttling it is far above the planned interval.
+        running.exporter.scheduler.restore_pace(sg, 4321.0)
+        running.write(document(running.endpoint, HZ_B))
+        outcome = await running.reloader.reload("test")
+        assert (outcome.success, outcome.changed) == (True, True)
+        text = await running.scrape()
+        assert value(text, "aliyun_vpn_poll_effective_interval_seconds", target=sg) == 4321
