@@ -364,3 +364,48 @@ async def test_stopping_twice_is_quiet(caplog: pytest.LogCaptureFixture) -> None
     await scheduler.stop()  # Exporter.stop after stop_polling does so
     await asyncio.sleep(0.05)  # APScheduler's asyncio shutdown runs on a later loop turn
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+class OneMissing(RecordingSource):
+    """`missing` does not exist (InvalidVpnGatewayInstanceId.NotFound); the others have no
+    diagnosis yet."""
+
+    def __init__(self, clock: FakeClock, missing: str) -> None:
+        super().__init__(clock)
+        self.missing = missing
+
+    async def get_vpn_gateway_diagnose_result(
+        self,
+        *,
+        vpn_gateway_id: str | None = None,
+        diagnose_id: str | None = None,
+        on_launch: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        if vpn_gateway_id == self.missing:
+            if on_launch is not None:
+                on_launch()
+            self.calls.append((vpn_gateway_id, self.clock.monotonic()))
+            raise CloudError(ACTION, "x", status=404, code="InvalidVpnGatewayInstanceId.NotFound")
+        return await super().get_vpn_gateway_diagnose_result(
+            vpn_gateway_id=vpn_gateway_id, on_launch=on_launch
+        )
+
+
+async def test_a_gateway_backing_off_as_missing_does_not_hold_the_pace_back() -> None:
+    clock = FakeClock()
+    source = OneMissing(clock, missing="vpn-0")
+    scheduler, plan = make(clock, source, gateways=2, interval=60.0)
+    plan.effective_interval = 30.0  # the planned pace, shown until a cycle completes
+    scheduler.fleet.configure_target(plan.record(), plan.keys)
+
+    async def cycle() -> None:
+        due = clock.monotonic() + 60.0
+        await scheduler.run_cycle(plan)
+        await drain()
+        clock.advance(due - clock.monotonic())
+
+    for _ in range(3):  # vpn-0 polled once, then skipped for an hour
+        await cycle()
+    assert [g for g, _ in source.calls].count("vpn-0") == 1
+    effective = gauge(scheduler, "aliyun_vpn_poll_effective_interval_seconds")
+    assert effective is not None and 30 < effective < 2 * 60, "cycles complete without vpn-0"
