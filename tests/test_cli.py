@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -23,6 +24,7 @@ from exporter.cloud.keys import Credential
 from exporter.cloud.retry import RetryPolicy
 from exporter.simulator.scenario import DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET
 from tests.demo_harness import STARTUP_BOUND, cli_process, free_port
+from tests.exporter_rig import samples
 from tests.pki import make_pki
 
 VALID_CONFIG = "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
@@ -287,3 +289,60 @@ def test_the_health_listener_must_be_on_loopback(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "listens on loopback only" in result.stdout
+
+
+def _failed_everywhere(text: str) -> bool:
+    polls = [value for _, value in samples(text, "aliyun_vpn_poll_success")]
+    listings = [value for _, value in samples(text, "aliyun_vpn_listing_success")]
+    return polls == [0] and listings == [0, 0]
+
+
+def test_no_credentials_is_one_line_naming_the_variables_to_set(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "targets:\n  - region_id: cn-hangzhou\n    gateways: [vpn-abc]\n"
+        "    discover: {tags: {env: prod}}\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+    environ.update(
+        HOME=str(tmp_path),
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+        ALIBABA_CLOUD_CLI_PROFILE_DISABLED="true",
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_BOUND
+        text = ""
+        # The poll and both listings have failed for want of credentials.
+        while not _failed_everywhere(text):
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, text[-2000:]
+            time.sleep(0.1)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.TransportError:
+                continue
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    problems = [line for line in stderr.splitlines() if " level=info " not in line]
+    (line,) = problems
+    assert line.split(" msg=")[1].startswith(
+        '"credentials profile failed: no credentials found: set ALIBABA_CLOUD_ACCESS_KEY_ID '
+        "and ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+    )
+    assert "tried: credentials_file;" in line
+    assert len(line) < 600
