@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from exporter.capture.redact import Redactor
 
 
@@ -39,3 +42,22 @@ def test_secrets_and_account_ids_go_wherever_they_appear() -> None:
 def test_region_ids_and_words_with_a_prefix_are_kept() -> None:
     kept = "cn-hangzhou ap-southeast-1 aliyun-vpn-exporter vpn gateway tr-"
     assert Redactor().text(kept) == kept
+
+
+@settings(max_examples=300)
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.ip_addresses().map(str),
+            st.from_regex(r"(vpn|vco|vpndgn|tr|cgw)-[a-z0-9]{6,20}", fullmatch=True),
+            st.text(alphabet=' {}[]":,\\', max_size=5),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_no_address_or_id_survives_in_any_text(parts: list[str]) -> None:
+    text = Redactor().text(" ".join(parts))
+    for part in parts:
+        if any(c.isalnum() for c in part):  # an address or an ID
+            assert part not in text
