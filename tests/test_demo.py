@@ -227,7 +227,7 @@ async def test_each_demo_connection_tells_one_story(exporter: Exporter) -> None:
     fine; one whose private probe gets none has them all down."""
 
     def value(text: str, name: str, **labels: str) -> float | None:
-        found = [v for lbls, v in samples(text, name, **labels)]
+        found = [v for _, v in samples(text, name, **labels)]
         return found[0] if found else None
 
     text = ""
