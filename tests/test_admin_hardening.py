@@ -164,8 +164,11 @@ async def test_defect_7_a_path_ending_in_a_newline_is_refused_and_audited_as_a_c
     [
         b"[" * 1200 + b"]" * 1200,
         b'{"region_id": "cn-hangzhou", "description": "\xff\xfe caf\xe9"}',
+        json.dumps(ROUTE).encode("utf-16-le"),
+        json.dumps(ROUTE).encode("utf-32"),
+        json.dumps(ROUTE).encode("utf-8-sig"),
     ],
-    ids=["nested 1200 levels", "not UTF-8"],
+    ids=["nested 1200 levels", "not UTF-8", "UTF-16", "UTF-32", "UTF-8 with a BOM"],
 )
 async def test_defect_5_an_unreadable_body_is_400_malformed(tmp_path: Path, body: bytes) -> None:
     async with running_admin(tmp_path) as admin:
@@ -176,6 +179,7 @@ async def test_defect_5_an_unreadable_body_is_400_malformed(tmp_path: Path, body
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["type"] == "urn:aliyun-vpn-exporter:problem:malformed-request"
         assert admin.cloud_calls() == []
+        assert admin.creates() == []
 
 
 @pytest.mark.parametrize("weight", ["false", "true", "100.0", "1e2", "0.0", '"100"', "1E2"])

@@ -230,7 +230,7 @@ async def test_refused_client_certificates_are_logged_once_then_summed_up(
         refused = [r for r in caplog.records if r.getMessage() == "client certificate refused"]
         assert len(refused) == 1
         assert refused[0].fields["remote_addr"] == "127.0.0.1"  # type: ignore[attr-defined]
-    summaries = [r for r in caplog.records if r.getMessage() == "connections refused"]
+    summaries = [r for r in caplog.records if r.getMessage() == "client certificates refused"]
     assert [r.fields["count"] for r in summaries] == [4]  # type: ignore[attr-defined]
 
 

@@ -17,6 +17,7 @@ are refused (404) rather than matched loosely by the router.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -235,15 +236,19 @@ class AdminGate:
         return len(self._in_flight)
 
 
+_RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+"""Bytes JSON never holds raw (RFC 8259): UTF-16 or UTF-32 text of ASCII is full of NULs."""
+
+
 def _require_utf8(body: bytes) -> None:
     """JSON between systems is UTF-8 without a byte order mark (RFC 8259); `json.loads`
-    would also take UTF-16 and UTF-32 and skip a BOM, and act on what a client may not
-    have meant to send."""
+    would also take UTF-16 and UTF-32 (told apart by their NULs) and skip a BOM, and so
+    act on what a client may not have meant to send."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is None or text.startswith("\ufeff"):
+    if text is None or text.startswith("\ufeff") or _RAW_CONTROL.search(body):
         raise ProblemError(
             MALFORMED_REQUEST, "the body must be JSON in UTF-8, without a byte order mark"
         )

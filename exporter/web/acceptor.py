@@ -163,7 +163,9 @@ class Acceptor:
         self._handshakes: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        self._log = LogLimiter(log, "connections refused")
+        self._refusals = LogLimiter(log, "connections refused")
+        self._certificates = LogLimiter(log, "client certificates refused")
+        self._accept_errors = LogLimiter(log, "accept errors")
         self._task: asyncio.Task[None] | None = None
         sock.setblocking(False)
 
@@ -188,7 +190,8 @@ class Acceptor:
             self._sock.close()
         for handshake in list(self._handshakes):
             handshake.cancel()
-        self._log.close()
+        for limiter in (self._refusals, self._certificates, self._accept_errors):
+            limiter.close()
 
     async def wait_closed(self) -> None:
         tasks = [*self._handshakes, *([self._task] if self._task else [])]
@@ -204,8 +207,10 @@ class Acceptor:
                     self._give_back()
                     if not isinstance(error, OSError):
                         raise
+                    if self._sock.fileno() == -1:  # closed: nothing more to accept
+                        return
                     if error.errno in _OUT_OF_RESOURCES:
-                        self._log.event(
+                        self._accept_errors.event(
                             "accept",
                             logging.WARNING,
                             "cannot accept connections: out of resources",
@@ -241,7 +246,7 @@ class Acceptor:
         if count >= self._limits.per_address:
             conn.close()
             self._give_back()
-            self._log.event(
+            self._refusals.event(
                 address,
                 logging.WARNING,
                 "connection refused: too many from one address",
@@ -289,8 +294,8 @@ class Acceptor:
             raise
 
     def _refused_certificate(self, address: str, reason: Any) -> None:
-        self._log.event(
-            f"certificate {address}",
+        self._certificates.event(
+            address,
             logging.WARNING,
             "client certificate refused",
             {"listener": self._name, "remote_addr": address},

@@ -132,9 +132,11 @@ class _GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_read()
         self._disarm_write()
-        super().connection_lost(exc)
-        if self.on_lost is not None:
-            self.on_lost()
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self.on_lost is not None:
+                self.on_lost()
 
     def data_received(self, data: bytes) -> None:
         if self._read_deadline is None and self.conn.their_state is h11.IDLE:
