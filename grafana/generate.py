@@ -678,12 +678,11 @@ def fleet_overview() -> dashboard.Dashboard:
                 .cell_options(
                     TableColoredBackgroundCellOptions(mode=TableCellBackgroundDisplayMode.BASIC)
                 )
+                # Keep the column's name: the row link reads ${__data.fields.vpn_gateway_id},
+                # which a displayName override would hide.
                 .override_by_name(
                     "vpn_gateway_id",
-                    [
-                        DynamicConfigValue(id_val="displayName", value="VPN gateway"),
-                        DynamicConfigValue(id_val="custom.cellOptions", value={"type": "auto"}),
-                    ],
+                    [DynamicConfigValue(id_val="custom.cellOptions", value={"type": "auto"})],
                 )
             )
         )

@@ -150,6 +150,13 @@ def test_every_fleet_table_row_opens_its_gateway_in_the_detail_dashboard() -> No
         assert {name[4:] for name in params if name.startswith("var-")} <= detail_variables
         for target in panel["targets"]:  # so every row has the field the link reads
             assert "vpn_gateway_id" in legend_labels(target["legendFormat"]), panel["title"]
+        # ... under that name: the link finds the field by its display name.
+        for transformation in panel.get("transformations", []):
+            renamed = transformation["options"].get("renameByName", {})
+            assert renamed.get("vpn_gateway_id", "vpn_gateway_id") == "vpn_gateway_id"
+        for override in panel.get("fieldConfig", {}).get("overrides", []):
+            if override["matcher"].get("options") == "vpn_gateway_id":
+                assert all(p["id"] != "displayName" for p in override["properties"])
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
