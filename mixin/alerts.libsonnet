@@ -333,7 +333,7 @@ local targetStale(c) = |||
             c, 'AliyunVpnClockSkew', 'warning', 'clockSkew',
             'abs(aliyun_vpn_clock_offset_seconds) > %d' % c.clockSkewSeconds,
             'The clock of {{ $labels.instance }} is {{ $value | humanizeDuration }} off the API.',
-            "The host clock of {{ $labels.instance }} differs from the API's Date header by {{ $value | humanizeDuration }} (more than %ds): requests are refused when it reaches 15 minutes (IllegalTimestamp), and ages computed from API times are off. Synchronise the clock (NTP)." % c.clockSkewSeconds,
+            "The host clock of {{ $labels.instance }} differs from the API's Date header by {{ $value | humanizeDuration }} (more than %ds): requests are refused when it reaches 15 minutes (InvalidTimeStamp.Expired), and ages computed from API times are off. Synchronise the clock (NTP)." % c.clockSkewSeconds,
           ),
           alert(
             c, 'AliyunVpnApiThrottling', 'warning', 'apiThrottling',
