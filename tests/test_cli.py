@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from exporter import __version__
+from exporter.cli import main
 from exporter.cloud.client import VpcClient, make_http_client
 from exporter.cloud.credentials import StaticCredentialsProvider
 from exporter.cloud.errors import CloudError
@@ -202,7 +203,15 @@ def test_help_names_the_subcommands_defaults_and_environment_overrides() -> None
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in text
 
 
-def test_check_config_reports_every_problem_a_start_would_meet(tmp_path: Path) -> None:
+def check_config(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`--check-config` through the console script's entry point, in this process."""
+    code = main([*args, "--check-config"])
+    return code, capsys.readouterr().out
+
+
+def test_check_config_reports_every_problem_a_start_would_meet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "config.yml"
     config.write_text(
         "admin:\n  enabled: true\n  enabled: true\n"
@@ -213,9 +222,9 @@ def test_check_config_reports_every_problem_a_start_would_meet(tmp_path: Path) -
         "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n"
         "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n"
     )
-    result = run_cli(f"--config.file={config}", f"--web.config.file={web}", "--check-config")
-    assert result.returncode == 1
-    lines = result.stdout.splitlines()
+    code, output = check_config(capsys, f"--config.file={config}", f"--web.config.file={web}")
+    assert code == 1
+    lines = output.splitlines()
     assert lines[0] == f"{config}: invalid configuration"
     problems = "\n".join(lines[1:])
     assert f"{config}:3:3: found the key 'enabled' twice" in problems
@@ -224,12 +233,14 @@ def test_check_config_reports_every_problem_a_start_would_meet(tmp_path: Path) -
     assert "basic_auth_users" in problems and "bcrypt" in problems
 
     config.write_text(VALID_CONFIG + "admin:\n  enabled: true\n")
-    result = run_cli(f"--config.file={config}", "--check-config")
-    assert result.returncode == 1
-    assert "admin.enabled is true but --admin.web.config.file is not given" in result.stdout
+    code, output = check_config(capsys, f"--config.file={config}")
+    assert code == 1
+    assert "admin.enabled is true but --admin.web.config.file is not given" in output
 
 
-def test_check_config_summarises_the_web_config_files_of_a_valid_start(tmp_path: Path) -> None:
+def test_check_config_summarises_the_web_config_files_of_a_valid_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pki = make_pki(tmp_path)
     config = tmp_path / "config.yml"
     config.write_text(VALID_CONFIG)
@@ -240,11 +251,11 @@ def test_check_config_summarises_the_web_config_files_of_a_valid_start(tmp_path:
         f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
         f"basic_auth_users:\n  prometheus: '{hashed}'\n"
     )
-    result = run_cli(f"--config.file={config}", f"--web.config.file={web}", "--check-config")
-    assert result.returncode == 0, result.stdout + result.stderr
+    code, output = check_config(capsys, f"--config.file={config}", f"--web.config.file={web}")
+    assert code == 0, output
     assert (
         "  --web.config.file: OK, TLS, client certificates: RequireAndVerifyClientCert, "
-        "basic auth (1 users)" in result.stdout.splitlines()
+        "basic auth (1 users)" in output.splitlines()
     )
 
 
@@ -281,14 +292,16 @@ def test_healthcheck_works_under_basic_auth_and_mutual_tls(tmp_path: Path) -> No
     assert "Connection refused" in stopped.stderr
 
 
-def test_the_health_listener_must_be_on_loopback(tmp_path: Path) -> None:
+def test_the_health_listener_must_be_on_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "config.yml"
     config.write_text(VALID_CONFIG)
-    result = run_cli(
-        f"--config.file={config}", "--check-config", "--web.health-listen-address=0.0.0.0:9746"
+    code, output = check_config(
+        capsys, f"--config.file={config}", "--web.health-listen-address=0.0.0.0:9746"
     )
-    assert result.returncode == 1
-    assert "listens on loopback only" in result.stdout
+    assert code == 1
+    assert "listens on loopback only" in output
 
 
 def _failed_everywhere(text: str) -> bool:
