@@ -14,8 +14,7 @@ enabled (authenticated like every admin request); on the metrics listener only w
 overlap: one asked for while another runs waits for it.
 
 Reading the file can hang: a `!file` naming a FIFO nobody writes to, a hung network mount.
-So the file is read on a daemon thread of its own (not the loop's default executor, which
-the interpreter waits for at exit, and which bcrypt or anything else could keep busy), a
+So the file is read on a daemon thread of its own (`exporter.daemon_call`), a
 load has a deadline (`LOAD_TIMEOUT`; then the reload fails and the running configuration
 stays), a new reload is refused while an earlier load is still stuck, and shutting down
 never waits for a load.
@@ -28,19 +27,19 @@ The admin API's allow-lists and regions do follow the new configuration.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exporter.clock import Clock, SystemClock
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
+from exporter.daemon_call import outcome_of, start_daemon_call
 from exporter.telemetry.self_metrics import SelfMetrics
 
 if TYPE_CHECKING:
@@ -181,42 +180,10 @@ class Reloader:
 
     async def _load_with_deadline(self) -> Config | None:
         """The configuration, read on a daemon thread (parsing thousands of gateways would
-        hold up scrapes on the loop); None when the exporter started stopping meanwhile.
-        Raises what loading raised, or TimeoutError past the deadline."""
-        loop = asyncio.get_running_loop()
-        loaded: asyncio.Future[Config] = loop.create_future()
-
-        def settle(outcome: Callable[[], None]) -> None:
-            if not loaded.done():
-                outcome()
-
-        def load() -> None:
-            try:
-                config = self._load()
-            except BaseException as error:  # handed to the loop, raised there
-                failure = error
-                with contextlib.suppress(RuntimeError):  # the loop has closed
-                    loop.call_soon_threadsafe(settle, lambda: loaded.set_exception(failure))
-            else:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(settle, lambda: loaded.set_result(config))
-
-        self._loading = threading.Thread(target=load, name="config reload", daemon=True)
-        self._loading.start()
-        closing = asyncio.ensure_future(self._closing.wait())
-        waited: set[asyncio.Future[Any]] = {loaded, closing}
-        try:
-            done, _ = await asyncio.wait(
-                waited, timeout=self._load_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            closing.cancel()
-        if loaded in done:
-            return loaded.result()
-        loaded.cancel()
-        if closing in done:
-            return None
-        raise TimeoutError
+        hold up scrapes on the loop, and the read may never end); None when the exporter
+        started stopping meanwhile. Raises what loading raised, or TimeoutError."""
+        self._loading, loaded = start_daemon_call(self._load, "config reload")
+        return await outcome_of(loaded, give_up=self._closing, timeout=self._load_timeout)
 
     def _failed(self, fields: dict[str, str | None], message: str) -> ReloadOutcome:
         self._metrics.config_reload_success.set(0)

@@ -27,6 +27,7 @@ from exporter.collect.sharding import UNSHARDED
 from exporter.config.loader import load_config, summary
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
+from exporter.daemon_call import outcome_of, start_daemon_call
 from exporter.file_modes import holds_secrets, warn_readable_secrets
 from exporter.reload import Reloader
 from exporter.telemetry.self_metrics import SelfMetrics
@@ -138,12 +139,18 @@ def _describe(web_config: WebConfig) -> str:
     return "OK, " + ", ".join(parts)
 
 
+class StoppedDuringStartup(Exception):
+    """SIGTERM or SIGINT came while the start was still reading its files."""
+
+
 @contextlib.asynccontextmanager
 async def _config_for(
-    args: argparse.Namespace,
+    args: argparse.Namespace, stop: asyncio.Event
 ) -> AsyncIterator[tuple[Startup, Callable[[], Config]]]:
     """What the start needs, with the config from `--config.file` (or the demo's, with its
-    simulator running), and how to load the config again for a reload."""
+    simulator running), and how to load the config again for a reload. The files are read
+    on a daemon thread: a `!file` naming a FIFO must not make the process deaf to
+    `SIGTERM` (`StoppedDuringStartup`)."""
     if args.demo:
         from exporter.demo import demo_config, running_demo_simulator
 
@@ -156,7 +163,11 @@ async def _config_for(
             yield startup, lambda: demo_config(endpoint)
     else:
         path = args.config_file
-        yield prepare(args), lambda: load_config(path)
+        _, prepared = start_daemon_call(lambda: prepare(args), "config load")
+        prepared_startup = await outcome_of(prepared, give_up=stop)
+        if prepared_startup is None:
+            raise StoppedDuringStartup
+        yield prepared_startup, lambda: load_config(path)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -168,7 +179,7 @@ async def run(args: argparse.Namespace) -> int:
     # Until the exporter runs, a SIGHUP (which would end the process) has nothing to reload.
     loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP during start-up ignored"))
     try:
-        async with _config_for(args) as (startup, load):
+        async with _config_for(args, stop) as (startup, load):
             config = startup.config
             _check_resources(args, startup)
             for path, message in config.warnings():
@@ -217,6 +228,8 @@ async def run(args: argparse.Namespace) -> int:
     except StartupError as error:
         log.error("invalid configuration", extra={"fields": {"errors": str(error)}})
         return 1
+    except StoppedDuringStartup:
+        log.info("stopped while reading the configuration")
     except AdminSetupError as error:
         log.error("cannot start", extra={"fields": {"error": str(error)}})
         return 1

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -74,6 +75,41 @@ def test_defect_6_sigterm_during_a_reload_stuck_on_a_fifo_exits_0(tmp_path: Path
             pytest.fail("SIGTERM hung behind a reload reading a FIFO")
         assert code == 0
         assert "stopped" in process.log()
+
+
+def opening_a_fifo(pid: int) -> bool:
+    """Whether a thread of the process is blocked opening a FIFO (waiting for a writer)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/task/{task}/wchan").read_text() == "wait_for_partner":
+                return True
+    return False
+
+
+def test_defect_6_sigterm_during_a_start_stuck_on_a_fifo_exits_0(tmp_path: Path) -> None:
+    with simulator_thread() as (_, url):
+        config = tmp_path / "config.yml"
+        write_fifo_config(config, url)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "exporter", f"--config.file={config}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + BOUND
+            while not opening_a_fifo(popen.pid):
+                assert popen.poll() is None and time.monotonic() < deadline, "no FIFO opened"
+                time.sleep(0.05)
+            popen.send_signal(signal.SIGTERM)
+            output, _ = popen.communicate(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM hung behind a start reading a FIFO")
+        finally:
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait()
+        assert popen.returncode == 0, output
+        assert b"stopped while reading the configuration" in output
 
 
 @dataclass
