@@ -62,11 +62,12 @@ def test_defect_6_sigterm_during_a_reload_stuck_on_a_fifo_exits_0(tmp_path: Path
         exporter_process(tmp_path, config_document(url)) as process,
     ):
         write_fifo_config(process.config, url)
-        process.popen.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + BOUND
         while "reloading the configuration" not in process.log():
+            # Again until heard: a SIGHUP before the start has finished is ignored.
+            process.popen.send_signal(signal.SIGHUP)
             assert time.monotonic() < deadline, "the reload never started"
-            time.sleep(0.05)
+            time.sleep(0.2)
         time.sleep(0.2)  # the load is now blocked opening the FIFO
         process.popen.send_signal(signal.SIGTERM)
         try:
