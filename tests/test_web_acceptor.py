@@ -40,6 +40,7 @@ from tests.admin_harness import admin_config, routes_scenario
 from tests.demo_harness import free_port
 from tests.pki import Pki, make_pki
 from tests.process_harness import BOUND, config_document, simulator_thread, value, write_yaml
+from tests.prometheus_harness import JOB, PromQL, running_prometheus
 
 ATTACKER = "127.0.0.2"
 PROMETHEUS_ACCEPT = (
@@ -135,6 +136,29 @@ async def test_one_address_holding_600_connections_does_not_stop_scrapes_from_an
             assert await asyncio.to_thread(closed_by_server, held, 600 - limit) == 600 - limit
         finally:
             close_all(held)
+
+
+async def test_prometheus_keeps_scraping_while_one_address_holds_600_connections(
+    tmp_path: Path,
+) -> None:
+    open_files_for(700)
+    rules = tmp_path / "rules.yml"
+    rules.write_text("groups: []\n")
+    async with metrics_listener() as port:
+        # Prometheus scrapes every second (1 s timeout); nothing listens for its alerts.
+        with running_prometheus(rules, [port], "http://127.0.0.1:9", tmp_path) as url:
+            promql = PromQL(url)
+            await promql.until(f'up{{job="{JOB}"}} == 1')
+            held = silent_connections(port, 600)
+            try:
+                await asyncio.sleep(6.0)  # the attacker's connections are held for 10 s
+                window = f'up{{job="{JOB}"}}[5s]'
+                scrapes = await promql.query(f"count_over_time({window})")
+                lowest = await promql.query(f"min_over_time({window})")
+            finally:
+                close_all(held)
+    assert int(scrapes[0]["value"][1]) >= 3
+    assert float(lowest[0]["value"][1]) == 1  # no scrape in the window failed
 
 
 async def test_a_tls_handshake_that_never_finishes_is_dropped(pki: Pki, tmp_path: Path) -> None:
