@@ -78,7 +78,9 @@ class Reloader:
     ) -> None:
         self._load = load
         self._load_timeout = load_timeout
-        self._loading: threading.Thread | None = None
+        self._read_finished: threading.Event | None = None
+        """Set when the last read of the configuration returned (or raised); unset while
+        it is still stuck. Its thread may live a moment longer, so its liveness cannot tell."""
         self._closing = asyncio.Event()
         self._metrics = metrics
         self._clock = clock or SystemClock()
@@ -126,7 +128,7 @@ class Reloader:
                 return ReloadOutcome(False, message="the exporter is stopping")
             fields = {"trigger": trigger, "user": user, "remote_addr": remote_addr}
             log.info("reloading the configuration", extra={"fields": fields})
-            if self._loading is not None and self._loading.is_alive():
+            if self._read_finished is not None and not self._read_finished.is_set():
                 return self._failed(
                     fields,
                     "an earlier reload is still stuck reading the configuration (a !file on "
@@ -182,7 +184,15 @@ class Reloader:
         """The configuration, read on a daemon thread (parsing thousands of gateways would
         hold up scrapes on the loop, and the read may never end); None when the exporter
         started stopping meanwhile. Raises what loading raised, or TimeoutError."""
-        self._loading, loaded = start_daemon_call(self._load, "config reload")
+        finished = self._read_finished = threading.Event()
+
+        def read() -> Config:
+            try:
+                return self._load()
+            finally:
+                finished.set()
+
+        _, loaded = start_daemon_call(read, "config reload")
         return await outcome_of(loaded, give_up=self._closing, timeout=self._load_timeout)
 
     def _failed(self, fields: dict[str, str | None], message: str) -> ReloadOutcome:

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from exporter import reload as reload_module
 from exporter.app import Exporter, ListenSettings
 from exporter.config.loader import load_config
 from exporter.config.model import Config
@@ -298,6 +299,29 @@ async def test_reloads_never_overlap(tmp_path: Path) -> None:
 
         assert [o.changed for o in outcomes] == [True, False, False]
         assert all(o.success for o in outcomes)
+
+
+async def test_a_read_whose_thread_lingers_after_returning_does_not_fail_the_next_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read's daemon thread outlives the value it handed over for a moment; the next
+    reload must not take that moment for a read still stuck on a FIFO."""
+    started = reload_module.start_daemon_call
+
+    def lingering(fn: Callable[[], Any], name: str) -> tuple[threading.Thread, Any]:
+        _, result = started(fn, name)
+        still_alive = threading.Thread(target=time.sleep, args=(2.0,), daemon=True)
+        still_alive.start()
+        return still_alive, result
+
+    monkeypatch.setattr(reload_module, "start_daemon_call", lingering)
+    async with rig(tmp_path) as running:
+        running.write(document(running.endpoint, HZ_B))
+        first = await running.reloader.reload("test")
+        second = await running.reloader.reload("test")
+
+        assert (first.success, first.changed) == (True, True)
+        assert (second.success, second.changed) == (True, False), second.message
 
 
 # --- the process: signals ---------------------------------------------------------------
