@@ -43,9 +43,9 @@ class DiagnosisSource(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class DiagnosisRunner(Protocol):
+class DiagnosisRunner(DiagnosisSource, Protocol):
     """The part of the VPC client a scheduled diagnosis needs
-    (`exporter.collect.scheduled_diagnoses`)."""
+    (`exporter.collect.scheduled_diagnoses`): starting one, and reading its result."""
 
     async def diagnose_vpn_gateway(
         self,
@@ -55,12 +55,4 @@ class DiagnosisRunner(Protocol):
         private_source_ip: str | None = None,
         private_destination_ip: str | None = None,
         client_token: str | None = None,
-    ) -> dict[str, Any]: ...
-
-    async def get_vpn_gateway_diagnose_result(
-        self,
-        *,
-        vpn_gateway_id: str | None = None,
-        diagnose_id: str | None = None,
-        on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]: ...

@@ -11,19 +11,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
+from exporter.model.catalogue import PUBLISHED_LIMITS
 from exporter.simulator.clock import Clock
 
 WINDOW_SECONDS = 60.0
-
-PUBLISHED_LIMITS: dict[str, int] = {
-    "GetVpnGatewayDiagnoseResult": 120,
-    "DescribeVpnConnections": 600,
-    "DescribeVpnConnection": 600,
-    "DescribeVpnGateway": 600,
-    "DescribeVcoRouteEntries": 600,
-    "DeleteVcoRouteEntry": 60,
-}
-"""Calls per 60 s, as published (FACTS)."""
 
 ASSUMED_LIMITS: dict[str, int] = {
     "DiagnoseVpnGateway": 60,
