@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from exporter.cloud.actions import DiagnosisRunner, DiagnosisSource
+from exporter.cloud.actions import DiagnosisRunner
 from exporter.cloud.connection_listing import ConnectionSource
 from exporter.cloud.gateway_listing import GatewaySource
 from exporter.config.model import Target
@@ -18,7 +18,7 @@ from exporter.model.connection import VpnConnection
 from exporter.model.gateway import DiscoveredGateway
 
 
-class InventoryClient(GatewaySource, ConnectionSource, DiagnosisSource, DiagnosisRunner, Protocol):
+class InventoryClient(GatewaySource, ConnectionSource, DiagnosisRunner, Protocol):
     """The part of the VPC client a target's inventory, polls and diagnoses need."""
 
     @property
