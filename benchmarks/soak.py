@@ -8,8 +8,8 @@ Not part of CI (it takes the minutes it is told to). Three processes:
 - the simulator (`aliyun-vpn-exporter simulate`) serving `gateways + spare` generated
   gateways in two regions, no throttling;
 - the exporter, started by this module's `child` entry point, which runs exactly what
-  `aliyun-vpn-exporter --config.file=...` runs (`exporter.run.run`) and also writes, once a
-  second, how many asyncio tasks its loop holds;
+  `aliyun-vpn-exporter --config.file=...` runs (`exporter.process.run.run`) and also writes,
+  once a second, how many asyncio tasks its loop holds;
 - this process, which scrapes `/metrics` once a second (gzip, as Prometheus asks, bytes
   counted and not decompressed), and meanwhile:
   - churns the fleet: every `--churn-seconds` it rewrites the config with some gateways
@@ -107,7 +107,7 @@ def child(argv: Sequence[str]) -> int:
     from exporter.cli import build_parser
     from exporter.collect.sharding import UNSHARDED
     from exporter.logs import setup_logging
-    from exporter.run import run
+    from exporter.process.run import run
 
     report, *rest = argv
     args = build_parser().parse_args(rest)

@@ -74,7 +74,7 @@ class ListenSettings:
     web_config: WebConfig | None = None
     lifecycle: Callable[[ASGIApp], ASGIApp] | None = None
     """Wraps the listener's app with the lifecycle endpoints (`--web.enable-lifecycle`:
-    `exporter.reload.Lifecycle`), behind the web config's authentication."""
+    `exporter.process.reload.Lifecycle`), behind the web config's authentication."""
     health_address: str | None = None
     """The loopback health listener (`--web.health-listen-address`), if any."""
 

@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         if not args.config_file:
             parser.error("--check-config needs --config.file")
-        from exporter.run import check
+        from exporter.process.run import check
 
         code, report = check(args)
         print(report)
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give --config.file=FILE, or --demo to try it without a cloud account")
 
     from exporter.logs import setup_logging
-    from exporter.run import run
+    from exporter.process.run import run
 
     setup_logging(args.log_level, args.log_format, library_level=args.log_library_level)
     try:

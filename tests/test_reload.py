@@ -21,11 +21,11 @@ import httpx
 import pytest
 import yaml
 
-from exporter import reload as reload_module
 from exporter.app import Exporter, ListenSettings
 from exporter.config.loader import load_config
 from exporter.config.model import Config
-from exporter.reload import Reloader
+from exporter.process import reload as reload_module
+from exporter.process.reload import Reloader
 from exporter.simulator.clock import ManualClock
 from exporter.simulator.faults import Fault
 from exporter.simulator.scenario import Scenario
@@ -187,7 +187,7 @@ async def test_an_invalid_config_keeps_the_running_one_and_says_why(
         )
         running.write(document(running.endpoint, HZ_A) | {"poll": {"interval": "soon"}})
 
-        with caplog.at_level(logging.ERROR, logger="exporter.reload"):
+        with caplog.at_level(logging.ERROR, logger="exporter.process.reload"):
             outcome = await running.reloader.reload("test")
 
         assert not outcome.success

@@ -21,7 +21,7 @@ import pytest
 
 from exporter.app import Exporter, ListenSettings
 from exporter.config.loader import load_config
-from exporter.reload import Reloader
+from exporter.process.reload import Reloader
 from exporter.simulator.faults import Fault
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.simulator import Simulator

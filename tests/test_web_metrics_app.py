@@ -22,7 +22,7 @@ import yaml
 from exporter.app import Exporter, ListenSettings
 from exporter.config.loader import load_config
 from exporter.exposition.render import FAMILIES, Exposition
-from exporter.reload import Reloader
+from exporter.process.reload import Reloader
 from exporter.simulator.scenario import Scenario
 from exporter.simulator.server import SimulatorServer
 from exporter.simulator.simulator import Simulator

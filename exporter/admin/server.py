@@ -106,7 +106,7 @@ class AdminServer:
         limits: Limits | None = None,
     ) -> None:
         """`lifecycle` wraps the API with the lifecycle endpoints (`/-/reload`, see
-        `exporter.reload`), behind the same authentication; `limits` bound what a client
+        `exporter.process.reload`), behind the same authentication; `limits` bound what a client
         may hold of the listener (default: `Limits()`)."""
         if not web_config.authenticates:
             raise AdminSetupError(

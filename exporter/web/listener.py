@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from exporter.web.acceptor import RESERVED_FDS, AcceptLimits, Acceptor, SocketBudget, shared_budget
+from exporter.web.web_config import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-@dataclass(frozen=True, slots=True)
-class TlsSettings:
-    """What uvicorn needs to serve TLS (see `exporter.web.web_config`)."""
-
-    certfile: str
-    keyfile: str
-    client_ca_file: str | None = None
-    client_cert_required: int = ssl.CERT_NONE
-    min_version: ssl.TLSVersion | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from exporter.config.values import MAX_EXPANDED_VALUES, expanded_size
-from exporter.web.listener import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +104,17 @@ _USER_NAME = re.compile(r"[^:\x00-\x1f\x7f]{1,128}")
 _TOKEN_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{32,512}=*")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,4096}")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """What uvicorn needs to serve TLS (`exporter.web.listener` serves it)."""
+
+    certfile: str
+    keyfile: str
+    client_ca_file: str | None = None
+    client_cert_required: int = ssl.CERT_NONE
+    min_version: ssl.TLSVersion | None = None
 
 
 class WebConfigError(ValueError):

@@ -14,7 +14,7 @@ enabled (authenticated like every admin request); on the metrics listener only w
 overlap: one asked for while another runs waits for it.
 
 Reading the file can hang: a `!file` naming a FIFO nobody writes to, a hung network mount.
-So the file is read on a daemon thread of its own (`exporter.daemon_call`), a
+So the file is read on a daemon thread of its own (`exporter.process.daemon_call`), a
 load has a deadline (`LOAD_TIMEOUT`; then the reload fails and the running configuration
 stays), a new reload is refused while an earlier load is still stuck, and shutting down
 never waits for a load.
@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from exporter.clock import Clock, SystemClock
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
-from exporter.daemon_call import outcome_of, start_daemon_call
+from exporter.process.daemon_call import outcome_of, start_daemon_call
 from exporter.telemetry.self_metrics import SelfMetrics
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class Reloader:
             if self._admin is not None:
                 self._admin.reconfigure(config)
             if changed:
-                gc.unfreeze()  # what start-up froze may be garbage now (`exporter.run`)
+                gc.unfreeze()  # what start-up froze may be garbage now (`exporter.process.run`)
             self._metrics.config_reload_success.set(1)
             self._metrics.config_reload_timestamp.set(self._clock.time())
             gateways = sum(len(plan.keys) for plan in exporter.scheduler.plans)

@@ -1,6 +1,6 @@
 """Start-up, reloads and shutdown of the exporter process (after the command line is parsed).
 
-Signals: SIGHUP reloads the configuration (`exporter.reload`); SIGTERM and SIGINT stop the
+Signals: SIGHUP reloads the configuration (`exporter.process.reload`); SIGTERM and SIGINT stop the
 process within `SHUTDOWN_BOUND` seconds, in this order: no new reloads; the scheduler stops
 (no new polls, those in flight cancelled); the admin API refuses new requests and lets
 those in flight finish for up to `ADMIN_STOP_GRACE` seconds (then cancels them: they
@@ -27,9 +27,9 @@ from exporter.collect.sharding import UNSHARDED
 from exporter.config.loader import load_config, summary
 from exporter.config.model import Config
 from exporter.config.values import ConfigError
-from exporter.daemon_call import outcome_of, start_daemon_call
-from exporter.file_modes import holds_secrets, warn_readable_secrets
-from exporter.reload import Reloader
+from exporter.process.daemon_call import outcome_of, start_daemon_call
+from exporter.process.file_modes import holds_secrets, warn_readable_secrets
+from exporter.process.reload import Reloader
 from exporter.telemetry.self_metrics import SelfMetrics
 from exporter.web.acceptor import raise_open_file_limit
 from exporter.web.listener import is_loopback, open_files_needed, parse_listen_address
