@@ -201,6 +201,10 @@ class LoadRun:
     """Our loop-lag histogram: bucket bound → cumulative count ("+Inf" included)."""
 
 
+SCRAPE_EVERY = 1.0
+"""Seconds from one scrape's start to the next one's during the first cycle."""
+
+
 class _LoadScraper(threading.Thread):
     """Scrapes plain and gzip alternately until stopped, timing each scrape."""
 
@@ -217,9 +221,12 @@ class _LoadScraper(threading.Thread):
         while not self.stopping.is_set():
             fmt = formats[index % 2]
             index += 1
+            started = time.perf_counter()
             with contextlib.suppress(OSError, http.client.HTTPException):
                 self.run_.scrapes[fmt].append(scraper.scrape(fmt).seconds)
-            time.sleep(0.2)
+            # A fixed cadence, as Prometheus scrapes: both sides get the same scrape load
+            # whatever their speed (back to back, a faster exporter would get more).
+            self.stopping.wait(max(0.0, SCRAPE_EVERY - (time.perf_counter() - started)))
         scraper.close()
 
 
