@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,10 +62,12 @@ MISSING_GATEWAY_BACKOFF = 3600.0
 """A gateway that does not exist is retried hourly: it is a configuration problem."""
 SWEEP_INTERVAL = 1.0
 MAX_IN_FLIGHT = 64
-"""Polls in flight at once, over all targets. A cycle waits for room before launching more:
+"""Polls of one target in flight at once. A cycle waits for room before launching more:
 when results arrive faster than the event loop absorbs them (a first cycle at a raised
 budget, a loop busy serving scrapes), launches slow down instead of results piling up.
-At the published budgets (2 calls a second per region) a few polls are in flight."""
+Per target, not overall: a poll waiting for its region's budget counts as in flight, and
+one region's queue must not hold up the others. At the published budgets (2 calls a
+second per region) a few polls are in flight."""
 
 
 def effective_interval(interval: float, gateways: int, calls_per_second: float) -> float:
@@ -159,6 +162,8 @@ class PollScheduler:
         self._catch_ups: set[asyncio.Task[None]] = set()
         self._cycle_tasks: set[asyncio.Task[object]] = set()
         self._stopping = False
+        self._flying: Counter[str] = Counter()
+        """Polls in flight per target."""
         self._room = asyncio.Event()
         """Set when a poll ends (there may be room for another launch)."""
         self._first_cycles: dict[str, _FirstCycle | None] = {}
@@ -308,7 +313,7 @@ class PollScheduler:
             delay = start + index * plan.startup_spacing - self.clock.monotonic()
             if delay > 0:
                 await self.clock.sleep(delay)
-            await self._wait_for_room()
+            await self._wait_for_room(key.target)
             self._launch(key, plan.client)
 
     async def stop(self) -> None:
@@ -377,12 +382,12 @@ class PollScheduler:
             delay = start + offset + index * spacing - self.clock.monotonic()
             if delay > 0:
                 await self.clock.sleep(delay)
-            await self._wait_for_room()
+            await self._wait_for_room(key.target)
             self._launch(key, plan.client)
 
-    async def _wait_for_room(self) -> None:
-        """Backpressure: wait while `MAX_IN_FLIGHT` polls are in flight."""
-        while len(self._in_flight) >= MAX_IN_FLIGHT:
+    async def _wait_for_room(self, target: str) -> None:
+        """Backpressure: wait while `MAX_IN_FLIGHT` polls of `target` are in flight."""
+        while self._flying[target] >= MAX_IN_FLIGHT:
             self._room.clear()
             await self._room.wait()
 
@@ -429,6 +434,7 @@ class PollScheduler:
             return
         task = asyncio.create_task(self._poll(key, client), name=f"poll:{key.vpn_gateway_id}")
         self._in_flight[key] = task
+        self._flying[key.target] += 1
 
     async def _poll(self, key: GatewayKey, client: DiagnosisSource) -> None:
         try:
@@ -445,5 +451,6 @@ class PollScheduler:
             log.exception("poll crashed", extra={"fields": {"vpn_gateway_id": key.vpn_gateway_id}})
             self._first_cycle_poll_ended(key, False)
         finally:
-            self._in_flight.pop(key, None)
+            if self._in_flight.pop(key, None) is not None:
+                self._flying[key.target] -= 1
             self._room.set()
