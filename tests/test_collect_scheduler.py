@@ -40,6 +40,13 @@ class RecordingSource:
         self.calls: list[tuple[str, float]] = []
         self.hold = hold
 
+    def launched(self, vpn_gateway_id: str, on_launch: Callable[[], None] | None) -> None:
+        """What the client does when a call's first attempt goes out: tell the caller,
+        and (here) note when."""
+        if on_launch is not None:
+            on_launch()
+        self.calls.append((vpn_gateway_id, self.clock.monotonic()))
+
     async def get_vpn_gateway_diagnose_result(
         self,
         *,
@@ -48,13 +55,9 @@ class RecordingSource:
         on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         assert vpn_gateway_id is not None
-        if on_launch is not None:
-            on_launch()
-        self.calls.append((vpn_gateway_id, self.clock.monotonic()))
+        self.launched(vpn_gateway_id, on_launch)
         if self.hold is not None:
             await self.hold.wait()
-        from exporter.cloud.errors import CloudError
-
         raise CloudError(
             "GetVpnGatewayDiagnoseResult",
             "no diagnoses",
@@ -226,9 +229,7 @@ class HoldingOne(RecordingSource):
         on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         if vpn_gateway_id == self.held:
-            if on_launch is not None:
-                on_launch()
-            self.calls.append((vpn_gateway_id, self.clock.monotonic()))
+            self.launched(vpn_gateway_id, on_launch)
             await self.release.wait()
             raise CloudError(
                 "GetVpnGatewayDiagnoseResult", "x", status=503, code="ServiceUnavailable"
@@ -382,9 +383,7 @@ class OneMissing(RecordingSource):
         on_launch: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         if vpn_gateway_id == self.missing:
-            if on_launch is not None:
-                on_launch()
-            self.calls.append((vpn_gateway_id, self.clock.monotonic()))
+            self.launched(vpn_gateway_id, on_launch)
             raise CloudError(ACTION, "x", status=404, code="InvalidVpnGatewayInstanceId.NotFound")
         return await super().get_vpn_gateway_diagnose_result(
             vpn_gateway_id=vpn_gateway_id, on_launch=on_launch
